@@ -1,0 +1,221 @@
+"""One configuration for one distillation run.
+
+:class:`DistillConfig` is the single source of truth for names: the CLI's ``--set``, the search
+spaces, the MLflow params and the analysis columns all use its field names. Fields are in two
+groups (field metadata ``group``):
+
+* ``hparam``: hyperparameters, settable with ``--set key=value`` and searchable by a sweep;
+* ``setup``: what to train on and with which models/infrastructure (task, data dir, model ids,
+  device, ...), set by dedicated CLI options.
+
+``choices`` in a field's metadata lists the valid values of a categorical field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainables.errors import UserError
+
+DEFAULT_TEACHER = "all-MiniLM-L6-v2"
+
+
+def _hp(default, choices=None, help=""):
+    return field(default=default, metadata={"group": "hparam", "choices": choices, "help": help})
+
+
+def _setup(default, choices=None, help=""):
+    return field(default=default, metadata={"group": "setup", "choices": choices, "help": help})
+
+
+@dataclass
+class DistillConfig:
+    # ---- what and where -------------------------------------------------------------------
+    method: str = _setup("kd", help="registered method name")
+    task: str = _setup("sst2", help="task name from the task table, or a folder (bring your own)")
+    data_dir: str | None = _setup(None, help="local data dir laid out as <dir>/<task>/{train,dev}.tsv")
+    text_columns: str | None = _setup(None, help="bring-your-own task: text column(s), comma-separated")
+    label_column: str | None = _setup(None, help="bring-your-own task: label column")
+    teacher: str = _setup(DEFAULT_TEACHER, help="teacher backbone: HF name or path")
+    teachers: str | None = _setup(None, help="multi-teacher: comma-separated fine-tuned teacher paths/names")
+    teacher_checkpoint: str | None = _setup(None, help="an already fine-tuned teacher (skips fine-tuning)")
+    student: str | None = _setup(None, help="student model name/path (default: first k teacher layers)")
+    max_train_samples: int | None = _setup(None, help="cap on training rows (before the quiz split)")
+    max_eval_samples: int | None = _setup(None, help="cap on dev rows")
+    quiz_fraction: float = _setup(0.1, help="fraction of the training file held out as the quiz set")
+    device: str = _setup("auto", choices=["auto", "cpu", "cuda"])
+    bf16: bool = _setup(False, help="bf16 autocast for forward passes")
+    eval_steps: int = _setup(0, help="evaluate every N steps (0: once per epoch)")
+    eval_teacher: bool = _setup(False, help="also evaluate the (learning) teacher at each evaluation")
+    teacher_epochs: int = _setup(3, help="epochs of the teacher fine-tuning stage")
+    teacher_finetune_lr: float = _setup(5e-5, help="lr of the teacher fine-tuning stage")
+    cache_dir: str | None = _setup(None, help="fine-tuned teacher cache (default $TUNER_CACHE_DIR or ~/.cache/distill-tune)")
+    output_dir: str | None = _setup(None, help="where the run saves the student (and a meta-learned teacher)")
+    num_workers: int = _setup(0, help="DataLoader workers")
+
+    # ---- hyperparameters ------------------------------------------------------------------
+    student_lr: float = _hp(5e-5, help="student learning rate (lambda)")
+    teacher_lr: float = _hp(1e-5, help="teacher learning rate (mu) for methods whose teacher learns")
+    inner_lr: float | None = _hp(None, help="lr of the experimental (pilot) student step; default student_lr")
+    alpha: float = _hp(0.5, help="weight of the distillation term")
+    beta: float | None = _hp(None, help="pkd: hidden-state loss weight; meta-adaptive-kd: task-loss weight")
+    temperature: float = _hp(2.0, help="softmax temperature T")
+    batch_size: int = _hp(32)
+    epochs: int = _hp(3)
+    seed: int = _hp(42)
+    student_layers: int = _hp(3, help="layers of the default truncated student")
+    max_seq_length: int = _hp(128)
+    kd_loss: str = _hp("kl", choices=["kl", "mse"])
+    pkd_layer_map: str = _hp("skip", choices=["skip", "last"])
+    update_strategy: str = _hp("first", choices=["first", "last", "skip", "both"])
+    reptile_update: str = _hp("plain", choices=["plain", "adam"])
+    pilot_update: bool = _hp(True)
+    meta_interval: int = _hp(1, help="meta-update the teacher every k steps")
+    first_order: bool = _hp(False, help="drop second-order terms of the meta-gradient")
+    num_quiz_batches: int = _hp(1)
+    num_inner_batches: int = _hp(1, help="meta-adaptive-kd: inner mini-batches per meta step")
+    adaptive_lr: float | None = _hp(None, help="meta-adaptive-kd: lr of alpha/beta (default teacher_lr)")
+    noise_prob: float = _hp(0.0, help="probability of replacing a token by noise")
+    noise_token: str = _hp("mask", choices=["mask", "unk", "random"])
+    warmup_epochs: int = _hp(0, help="epochs of task-only student training before distillation")
+    num_teachers: int = _hp(1, help="teachers fine-tuned with different seeds (multi-teacher)")
+    lr_warmup_ratio: float = _hp(0.1, help="fraction of steps of linear lr warm-up")
+    weight_decay: float = _hp(0.01)
+    max_grad_norm: float = _hp(1.0)
+
+    # ---------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if self.data_dir is None:
+            self.data_dir = os.environ.get("TUNER_DATA_DIR") or None
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, coerce(f, getattr(self, f.name)))
+        for name in ("student_lr", "teacher_lr", "temperature"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("batch_size", "epochs", "student_layers", "max_seq_length", "meta_interval",
+                     "num_quiz_batches", "num_inner_batches", "num_teachers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.noise_prob <= 1.0:
+            raise UserError(f"noise_prob must be in [0, 1], got {self.noise_prob}")
+        if not 0.0 < self.quiz_fraction < 1.0:
+            raise UserError(f"quiz_fraction must be in (0, 1), got {self.quiz_fraction}")
+
+    # ---- helpers ---------------------------------------------------------------------------
+    @property
+    def effective_inner_lr(self) -> float:
+        return self.student_lr if self.inner_lr is None else self.inner_lr
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DistillConfig":
+        """Build from a dict, rejecting unknown keys (with the valid ones in the message)."""
+        names = field_names()
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise UserError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "DistillConfig":
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, assignments: list[str]) -> "DistillConfig":
+        """Apply ``--set key=value`` strings (hyperparameters only)."""
+        return self.replace(**parse_assignments(assignments))
+
+
+# ---- field introspection and typed parsing ----------------------------------------------------
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(DistillConfig)}
+
+
+def field_names(group: str | None = None) -> list[str]:
+    return [n for n, f in _fields().items() if group is None or f.metadata["group"] == group]
+
+
+HPARAMS: tuple[str, ...] = tuple(field_names("hparam"))
+
+
+def field_choices(name: str) -> list | None:
+    return _fields()[name].metadata.get("choices")
+
+
+_TYPE_HINTS: dict[str, Any] | None = None
+
+
+def _base_type(f: dataclasses.Field) -> tuple[type, bool]:
+    """(scalar type, optional?) of a field, from its annotation."""
+    global _TYPE_HINTS
+    if _TYPE_HINTS is None:
+        _TYPE_HINTS = typing.get_type_hints(DistillConfig)
+    hint = _TYPE_HINTS[f.name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return inner, True
+    return hint, False
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Convert ``value`` (possibly a CLI string) to the field's type, or raise a UserError."""
+    typ, optional = _base_type(f)
+    if value is None or (optional and isinstance(value, str) and value.lower() in {"none", "null", ""}):
+        if optional:
+            return None
+        raise UserError(f"{f.name} may not be empty")
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low not in _TRUE | _FALSE:
+                    raise ValueError
+                out = low in _TRUE
+            elif isinstance(value, (bool, int)) and value in (0, 1):
+                out = bool(value)
+            else:
+                raise ValueError
+        elif typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            out = int(value) if not isinstance(value, str) else int(value.strip())
+        elif typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+        else:
+            out = str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{f.name}={value!r} is not a valid {typ.__name__}"
+                        + (" (or none)" if optional else "")) from None
+    choices = f.metadata.get("choices")
+    if choices and out not in choices:
+        raise UserError(f"{f.name}={out!r} is not one of: {', '.join(map(str, choices))}")
+    return out
+
+
+def parse_assignments(assignments: list[str], group: str = "hparam") -> dict[str, Any]:
+    """Parse ``key=value`` strings into typed values for fields of ``group``."""
+    fields = _fields()
+    valid = field_names(group)
+    out: dict[str, Any] = {}
+    for item in assignments or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        if key not in valid:
+            raise UserError(f"unknown hyperparameter {key!r} in --set; valid: {', '.join(valid)}")
+        out[key] = coerce(fields[key], raw.strip())
+    return out

@@ -1,0 +1,35 @@
+"""The one exception type for bad user input.
+
+Every CLI (``trainables.run``, ``tuner.launch``, ``analysis.*``) catches :class:`UserError`,
+prints its message on one line and exits with code 2, no traceback. Raise it wherever a value
+given by the user is wrong, naming the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+
+class UserError(ValueError):
+    """Bad input from the user: the message says what was wrong and what would be valid."""
+
+
+def choice_error(what: str, value: object, valid: Iterable[object]) -> UserError:
+    """``unknown task 'foo'; valid: cola, mrpc, sst2``-style error."""
+    return UserError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
+
+
+def exit_on_user_error(fn):
+    """Decorator for CLI ``main`` functions: a UserError becomes one line on stderr and exit 2."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
