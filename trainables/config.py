@@ -54,6 +54,8 @@ class DistillConfig:
     eval_teacher: bool = _setup(False, help="also evaluate the (learning) teacher at each evaluation")
     teacher_epochs: int = _setup(3, help="epochs of the teacher fine-tuning stage")
     teacher_finetune_lr: float = _setup(5e-5, help="lr of the teacher fine-tuning stage")
+    teacher_batch_size: int = _setup(32, help="batch size of the teacher fine-tuning stage")
+    teacher_seed: int = _setup(42, help="seed of the (first) fine-tuned teacher")
     cache_dir: str | None = _setup(None, help="fine-tuned teacher cache (default $TUNER_CACHE_DIR or ~/.cache/distill-tune)")
     output_dir: str | None = _setup(None, help="where the run saves the student (and a meta-learned teacher)")
     num_workers: int = _setup(0, help="DataLoader workers")

@@ -1,0 +1,265 @@
+"""The training loop every method shares.
+
+The engine owns: devices, the optimiser schedules (:class:`~trainables.optim.Updater`), seeding
+and data order, optional bf16 autocast, student warm-up epochs, evaluation on dev every
+``eval_steps`` or epoch, best-model selection on dev, checkpoints (save and resume), and a
+reporting hook so the same loop runs in a Ray Tune trainable or plainly in-process. A method
+only supplies ``step``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from trainables.config import DistillConfig
+from trainables.metrics import compute_metrics
+from trainables.methods.base import Batch, Method, model_inputs
+from trainables.optim import Updater
+from trainables.tasks import TaskSpec
+
+#: ``report(metrics, save_checkpoint)``: called at each evaluation. ``save_checkpoint(dir)``
+#: writes the engine's full state into ``dir`` (for Ray Tune checkpoints).
+Reporter = Callable[[dict, Callable[[str], None]], None]
+#: ``augment(batch) -> batch``: applied to every training/quiz batch (e.g. noise injection).
+Augmenter = Callable[[Batch], Batch]
+
+CHECKPOINT_FILE = "engine_state.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run is failed, not silently continued."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from trainables.errors import UserError
+
+        raise UserError("--device cuda was asked for but no CUDA device is available (valid here: cpu, auto)")
+    return torch.device(name)
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    dev: DataLoader
+    quiz: DataLoader | None = None
+
+
+@dataclass
+class TrainResult:
+    best: dict                                       # metrics of the best evaluation (by eval_score)
+    history: list[dict] = field(default_factory=list)   # every evaluation's metrics
+    losses: list[float] = field(default_factory=list)   # training loss of every step
+    logs: list[dict] = field(default_factory=list)      # every step's method logs (all scalars)
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _cycle(loader: DataLoader) -> Iterator[Batch]:
+    while True:
+        yield from loader
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device: torch.device,
+             bf16: bool = False, prefix: str = "eval_") -> dict[str, float]:
+    """Task metrics of ``model`` on ``loader``; keys ``<prefix><metric>`` and ``<prefix>score``."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for batch in loader:
+        batch = _to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(**model_inputs(batch)).logits
+        logits.append(out.float().cpu())
+        labels.append(batch["labels"].cpu())
+    model.train(was_training)
+    values = compute_metrics(task, torch.cat(logits).numpy(), torch.cat(labels).numpy())
+    return {f"{prefix}{k}": float(v) for k, v in values.items()}
+
+
+class Engine:
+    def __init__(self, cfg: DistillConfig, task: TaskSpec, method: Method, loaders: Loaders,
+                 device: torch.device, augment: Augmenter | None = None, progress: bool = False):
+        self.cfg, self.task, self.method, self.loaders = cfg, task, method, loaders
+        self.device, self.augment, self.progress = device, augment, progress
+        self.steps_per_epoch = len(loaders.train)
+        self.total_epochs = cfg.warmup_epochs + cfg.epochs
+        self.total_steps = self.total_epochs * self.steps_per_epoch
+
+        method.student.to(device).train()
+        for t in method.teachers:
+            t.to(device).train(method.teacher_learns)
+            t.requires_grad_(method.teacher_learns)
+        student_opt = Updater(method.student.parameters(), cfg.student_lr, total_steps=self.total_steps,
+                              warmup_ratio=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay,
+                              max_grad_norm=cfg.max_grad_norm)
+        teacher_opt = None
+        if method.teacher_learns:
+            meta_steps = math.ceil(cfg.epochs * self.steps_per_epoch / cfg.meta_interval)
+            teacher_opt = Updater(method.teacher_parameters(), cfg.teacher_lr, total_steps=meta_steps,
+                                  warmup_ratio=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay,
+                                  max_grad_norm=cfg.max_grad_norm)
+        method.attach(student_opt, teacher_opt)
+
+        # training state (saved in checkpoints)
+        self.step = 0                 # global optimisation steps done
+        self.best: dict | None = None
+        self.best_student: dict | None = None
+        self.result = TrainResult(best={})
+        self._pending: list[dict] = []  # step logs since the last evaluation
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        m = self.method
+        return {
+            "step": self.step,
+            "student": m.student.state_dict(),
+            "teachers": [t.state_dict() for t in m.teachers] if m.teacher_learns else None,
+            "student_opt": m.student_opt.state_dict(),
+            "teacher_opt": m.teacher_opt.state_dict() if m.teacher_opt else None,
+            "method": m.state_dict(),
+            "best": self.best,
+            "best_student": self.best_student,
+            "result": self.result,
+            "pending": self._pending,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                    "python": random.getstate()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        m = self.method
+        self.step = state["step"]
+        m.student.load_state_dict(state["student"])
+        if state["teachers"] is not None:
+            for t, s in zip(m.teachers, state["teachers"], strict=True):
+                t.load_state_dict(s)
+        m.student_opt.load_state_dict(state["student_opt"])
+        if m.teacher_opt and state["teacher_opt"]:
+            m.teacher_opt.load_state_dict(state["teacher_opt"])
+        m.load_state_dict(state["method"])
+        self.best, self.best_student = state["best"], state["best_student"]
+        self.result, self._pending = state["result"], state["pending"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+
+    def save_checkpoint(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        torch.save(self.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
+
+    def load_checkpoint(self, directory: str) -> None:
+        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=self.device,
+                           weights_only=False)
+        self.load_state_dict(state)
+
+    # ---- the loop ------------------------------------------------------------------------
+    def _quiz_batches(self, quiz: Iterator[Batch] | None) -> list[Batch] | None:
+        if quiz is None:
+            return None
+        return [self._prepare(next(quiz)) for _ in range(self.cfg.num_quiz_batches)]
+
+    def _prepare(self, batch: Batch) -> Batch:
+        batch = _to_device(batch, self.device)
+        return self.augment(batch) if self.augment else batch
+
+    def _evaluate_and_report(self, epoch: float, report: Reporter | None) -> None:
+        cfg = self.cfg
+        metrics = {"step": self.step, "epoch": epoch}
+        if self._pending:
+            for key in self._pending[0]:
+                metrics[f"train_{key}"] = float(np.mean([p[key] for p in self._pending if key in p]))
+        self._pending = []
+        metrics["student_lr_now"] = self.method.student_opt.lr
+        metrics.update(evaluate(self.method.student, self.loaders.dev, self.task, self.device, cfg.bf16))
+        if cfg.eval_teacher and self.method.teachers:
+            metrics.update(evaluate(self.method.teachers[0], self.loaders.dev, self.task, self.device,
+                                    cfg.bf16, prefix="teacher_eval_"))
+        if self.best is None or metrics["eval_score"] > self.best["eval_score"]:
+            self.best = dict(metrics)
+            self.best_student = {k: v.detach().to("cpu", copy=True)
+                                 for k, v in self.method.student.state_dict().items()}
+        metrics["best_eval_score"] = self.best["eval_score"]
+        self.result.history.append(metrics)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            shown = {k: round(v, 4) for k, v in metrics.items()
+                     if k.startswith(("eval_", "teacher_eval_", "train_loss"))}
+            tqdm.write(f"step {self.step} epoch {epoch:.2f}: {shown}")
+        if report is not None:
+            report(metrics, self.save_checkpoint)
+
+    def fit(self, report: Reporter | None = None, resume_from: str | None = None) -> TrainResult:
+        cfg, method = self.cfg, self.method
+        seed_everything(cfg.seed)
+        if resume_from:
+            self.load_checkpoint(resume_from)
+        quiz = _cycle(self.loaders.quiz) if (method.needs_quiz and self.loaders.quiz is not None) else None
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.method}", dynamic_ncols=True)
+        start_epoch, skip = divmod(self.step, self.steps_per_epoch)
+        for epoch in range(start_epoch, self.total_epochs):
+            warming_up = epoch < cfg.warmup_epochs
+            generator = getattr(self.loaders.train, "generator", None)
+            if generator is not None:  # data order depends on (seed, epoch) only: resumable
+                generator.manual_seed(cfg.seed * 1000 + epoch)
+            for i, batch in enumerate(self.loaders.train):
+                if epoch == start_epoch and i < skip:
+                    continue
+                batch = self._prepare(batch)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    if warming_up:
+                        logs = method.warmup_step(batch)
+                    else:
+                        logs = method.step(batch, self._quiz_batches(quiz))
+                loss = logs["loss"]
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(f"training loss became {loss} at step {self.step} "
+                                             f"({cfg.method}, epoch {epoch})")
+                self.step += 1
+                self.result.losses.append(loss)
+                self.result.logs.append(logs)
+                self._pending.append(logs)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                end_of_epoch = i + 1 == self.steps_per_epoch
+                if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or (end_of_epoch and (
+                        not cfg.eval_steps or self.step == self.total_steps)):
+                    self._evaluate_and_report(self.step / self.steps_per_epoch, report)
+        if bar is not None:
+            bar.close()
+        if self.best is None:  # nothing trained (e.g. resumed after the end): evaluate once
+            self._evaluate_and_report(self.step / max(1, self.steps_per_epoch), report)
+        self.result.best = dict(self.best)
+        return self.result
+
+    def best_student_model(self) -> torch.nn.Module:
+        """A copy of the student with the weights of its best evaluation."""
+        model = copy.deepcopy(self.method.student)
+        if self.best_student is not None:
+            model.load_state_dict(self.best_student)
+        return model

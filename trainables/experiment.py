@@ -1,0 +1,132 @@
+"""Assembling one run from a :class:`DistillConfig`: task, data, tokenizer, teacher(s), student,
+method and engine; then training, saving and summarising it.
+
+``python -m trainables.run`` and the Ray Tune trainable both call :func:`run`; the teacher stage
+calls :func:`train_and_save`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from trainables.augment import NoiseInjector
+from trainables.config import DistillConfig
+from trainables.data import TaskData, load_task_data, make_loader, tokenize_split
+from trainables.engine import Engine, Loaders, Reporter, TrainResult, resolve_device, seed_everything
+from trainables.errors import UserError
+from trainables.methods import get_method
+from trainables.models import ModelInfo, build_student, load_classifier, load_tokenizer
+from trainables.profiling import speedup
+from trainables.tasks import TaskSpec, get_task
+from trainables.teacher import resolve_teachers
+
+
+@dataclass
+class Prepared:
+    cfg: DistillConfig
+    task: TaskSpec
+    data: TaskData
+    tokenizer: object
+    engine: Engine
+    teacher_paths: list[str]
+    student_info: ModelInfo
+    teacher_info: ModelInfo | None
+
+
+def load_task(cfg: DistillConfig) -> tuple[TaskSpec, TaskData]:
+    task = get_task(cfg.task, cfg.text_columns, cfg.label_column)
+    data = load_task_data(task, cfg.data_dir, max_train_samples=cfg.max_train_samples,
+                          max_eval_samples=cfg.max_eval_samples, quiz_fraction=cfg.quiz_fraction,
+                          seed=cfg.seed)
+    return task, data
+
+
+def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
+            progress: bool = False) -> Prepared:
+    """Everything a run needs, built and checked before the first step."""
+    method_cls = get_method(cfg.method)
+    task, data = load_task(cfg)
+    device = resolve_device(cfg.device)
+    if method_cls.uses_teacher and teacher_paths is None:
+        teacher_paths = resolve_teachers(cfg, progress=progress)
+    teacher_paths = teacher_paths if method_cls.uses_teacher else []
+
+    eager = method_cls.second_order
+    tokenizer = load_tokenizer(teacher_paths[0] if teacher_paths else (cfg.student or cfg.teacher))
+    seed_everything(cfg.seed)  # the student's new head is initialised reproducibly
+    student = build_student(cfg.teacher, cfg.student, cfg.student_layers, task, eager=eager)
+    teachers = [load_classifier(p, task, eager=eager) for p in teacher_paths]
+    vocab = len(tokenizer)
+    for name, model in [("student", student)] + [(f"teacher {p}", t) for p, t in zip(teacher_paths, teachers)]:
+        if model.config.vocab_size < vocab:
+            raise UserError(f"the {name} has a vocabulary of {model.config.vocab_size} but the tokenizer "
+                            f"has {vocab}: teacher and student must share one tokenizer")
+
+    def loader(split, shuffle, batch_size):
+        ds = tokenize_split(getattr(data, split), tokenizer, task, cfg.max_seq_length)
+        return make_loader(ds, tokenizer, batch_size, shuffle=shuffle, seed=cfg.seed,
+                           num_workers=cfg.num_workers)
+
+    loaders = Loaders(train=loader("train", True, cfg.batch_size), dev=loader("dev", False, 64),
+                      quiz=loader("quiz", True, cfg.batch_size) if method_cls.needs_quiz else None)
+    augment = NoiseInjector(tokenizer, cfg.noise_prob, cfg.noise_token, cfg.seed) if cfg.noise_prob > 0 else None
+    method = method_cls(cfg, task, student, teachers)
+    engine = Engine(cfg, task, method, loaders, device, augment=augment, progress=progress)
+    return Prepared(cfg, task, data, tokenizer, engine, teacher_paths,
+                    ModelInfo.of(student, cfg.student or f"{cfg.teacher}[:{cfg.student_layers}]"),
+                    ModelInfo.of(teachers[0], teacher_paths[0]) if teachers else None)
+
+
+def save_model(model: torch.nn.Module, tokenizer, path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def summarise(prep: Prepared, result: TrainResult, seconds: float) -> dict:
+    """The run's final record: best dev metrics, sizes, measured speed-up, curves."""
+    engine = prep.engine
+    out = {"method": prep.cfg.method, "task": prep.task.name, **result.best,
+           "best_step": result.best.get("step"), "train_seconds": seconds,
+           "student_params": prep.student_info.params, "student_layers": prep.student_info.layers,
+           "final_train_loss": result.losses[-1] if result.losses else None,
+           "history": result.history}
+    if prep.teacher_info is not None:
+        out.update(teacher_params=prep.teacher_info.params, teacher_layers=prep.teacher_info.layers,
+                   param_ratio=prep.teacher_info.params / prep.student_info.params)
+        batches = [b for _, b in zip(range(2), engine.loaders.dev)]
+        out.update(speedup(engine.method.student, engine.method.teachers[0], batches, engine.device))
+    return out
+
+
+def run(cfg: DistillConfig, *, report: Reporter | None = None, resume_from: str | None = None,
+        progress: bool = False, teacher_paths: list[str] | None = None) -> dict:
+    """Train one configuration; save the best student (and a meta-learned teacher) under
+    ``cfg.output_dir`` when set; return the summary."""
+    prep = prepare(cfg, teacher_paths=teacher_paths, progress=progress)
+    start = time.perf_counter()
+    result = prep.engine.fit(report=report, resume_from=resume_from)
+    summary = summarise(prep, result, time.perf_counter() - start)
+    if cfg.output_dir:
+        summary["student_path"] = save_model(prep.engine.best_student_model(), prep.tokenizer,
+                                             os.path.join(cfg.output_dir, "student"))
+        if prep.engine.method.teacher_learns:
+            summary["teacher_path"] = save_model(prep.engine.method.teachers[0], prep.tokenizer,
+                                                 os.path.join(cfg.output_dir, "teacher"))
+        with open(os.path.join(cfg.output_dir, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2, default=str)
+    return summary
+
+
+def train_and_save(cfg: DistillConfig, path: str, *, progress: bool = False) -> dict:
+    """Train ``cfg`` (used for the teacher stage) and save its best student at ``path``."""
+    prep = prepare(cfg, teacher_paths=[], progress=progress)
+    result = prep.engine.fit()
+    save_model(prep.engine.best_student_model(), prep.tokenizer, path)
+    return {k: v for k, v in result.best.items() if k.startswith("eval_")}

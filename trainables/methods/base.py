@@ -1,0 +1,83 @@
+"""The contract between the engine and a distillation method.
+
+A method holds the models it trains and does its math in :meth:`Method.step`; the engine owns
+devices, optimiser schedules (it hands the method ready :class:`~trainables.optim.Updater` s),
+evaluation, checkpoints and reporting. Class attributes tell the engine what the method needs.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from trainables.config import DistillConfig
+from trainables.losses import task_loss
+from trainables.optim import Updater
+from trainables.tasks import TaskSpec
+
+Batch = dict[str, torch.Tensor]
+
+
+def model_inputs(batch: Batch) -> Batch:
+    """The batch without its labels: the keyword arguments of a Hugging Face forward."""
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+class Method:
+    name: ClassVar[str] = ""
+    uses_teacher: ClassVar[bool] = True      # needs a fine-tuned teacher
+    teacher_learns: ClassVar[bool] = False   # the engine builds a teacher Updater (lr teacher_lr)
+    needs_quiz: ClassVar[bool] = False       # step() receives quiz batches
+    second_order: ClassVar[bool] = False     # models must use eager attention (double backward)
+
+    def __init__(self, cfg: DistillConfig, task: TaskSpec, student: nn.Module,
+                 teachers: list[nn.Module]):
+        self.cfg = cfg
+        self.task = task
+        self.student = student
+        self.teachers = teachers
+        self.student_opt: Updater | None = None
+        self.teacher_opt: Updater | None = None
+
+    # ---- the engine's hooks ----------------------------------------------------------------
+    def attach(self, student_opt: Updater, teacher_opt: Updater | None) -> None:
+        self.student_opt = student_opt
+        self.teacher_opt = teacher_opt
+
+    def teacher_parameters(self) -> list[nn.Parameter]:
+        """What the teacher Updater optimises (all teachers' parameters)."""
+        return [p for t in self.teachers for p in t.parameters()]
+
+    def step(self, batch: Batch, quiz_batches: list[Batch] | None) -> dict[str, float]:
+        """One training step on ``batch``; updates the models; returns scalar losses to log
+        (``loss`` is the student's training objective)."""
+        raise NotImplementedError
+
+    def warmup_step(self, batch: Batch) -> dict[str, float]:
+        """Student warm-up: task loss only, no teacher."""
+        loss = self.hard_loss(self.student(**model_inputs(batch)).logits, batch)
+        self.student_opt.update(loss)
+        return {"loss": loss.item()}
+
+    def state_dict(self) -> dict:
+        """Method state beyond the models and the engine's updaters (e.g. learnable weights)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    # ---- helpers for subclasses ------------------------------------------------------------
+    def hard_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return task_loss(logits, batch["labels"], self.task.is_regression)
+
+    def teacher_outputs(self, batch: Batch, *, hidden: bool = False, grad: bool = False):
+        """Each teacher's forward on ``batch`` (no graph unless ``grad``)."""
+        with torch.set_grad_enabled(grad):
+            return [t(**model_inputs(batch), output_hidden_states=hidden) for t in self.teachers]
+
+    @staticmethod
+    def mean_logits(outputs) -> torch.Tensor:
+        """Multi-teacher soft targets: the average of the teachers' logits."""
+        return torch.stack([o.logits for o in outputs]).mean(dim=0)

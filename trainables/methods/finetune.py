@@ -1,0 +1,15 @@
+"""``finetune``: the student alone, on the task loss (also the teacher fine-tuning stage)."""
+
+from __future__ import annotations
+
+from trainables.methods.base import Batch, Method, model_inputs
+
+
+class Finetune(Method):
+    name = "finetune"
+    uses_teacher = False
+
+    def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
+        loss = self.hard_loss(self.student(**model_inputs(batch)).logits, batch)
+        self.student_opt.update(loss)
+        return {"loss": loss.item()}

@@ -1,0 +1,36 @@
+"""``pkd``: Patient KD (Sun et al. 2019): KD plus ``beta`` times the MSE between L2-normalised
+[CLS] hidden states of mapped layers (``pkd_layer_map`` = ``skip`` or ``last``)."""
+
+from __future__ import annotations
+
+import torch
+
+from trainables.layer_maps import pkd_pairs
+from trainables.losses import patient_loss
+from trainables.methods.base import Batch, model_inputs
+from trainables.methods.kd import KD
+from trainables.models import num_layers
+
+DEFAULT_BETA = 100.0  # Sun et al. search beta in {10, 100, 500, 1000}
+
+
+class PatientKD(KD):
+    name = "pkd"
+
+    def __init__(self, cfg, task, student, teachers):
+        super().__init__(cfg, task, student, teachers)
+        self.beta = DEFAULT_BETA if cfg.beta is None else cfg.beta
+        depths = {num_layers(t) for t in teachers}
+        if len(depths) != 1:
+            raise ValueError(f"pkd needs teachers of one depth, got {sorted(depths)}")
+        self.pairs = pkd_pairs(cfg.pkd_layer_map, depths.pop(), num_layers(student))
+
+    def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
+        teacher_out = self.teacher_outputs(batch, hidden=True)
+        student_out = self.student(**model_inputs(batch), output_hidden_states=True)
+        kd = self.distill_loss(student_out.logits, self.mean_logits(teacher_out), batch)
+        patient = torch.stack([patient_loss(student_out.hidden_states, t.hidden_states, self.pairs)
+                               for t in teacher_out]).mean()
+        loss = kd + self.beta * patient
+        self.student_opt.update(loss)
+        return {"loss": loss.item(), "kd_loss": kd.item(), "patient_loss": patient.item()}

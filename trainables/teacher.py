@@ -1,0 +1,92 @@
+"""The teacher fine-tuning stage and its cache.
+
+A teacher is fine-tuned on the task once and saved (``save_pretrained`` + tokenizer) under
+``<cache>/<task>-<hash>/`` where the hash covers everything that changes the result: task,
+teacher id, seed and the fine-tuning settings. A sweep calls :func:`resolve_teachers` on the
+driver before its trials start; every trial then finds the cached copy. A file lock makes
+concurrent callers wait for one fine-tuning instead of running several.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+
+from trainables.config import DistillConfig
+from trainables.errors import UserError
+
+INFO_FILE = "teacher_info.json"
+
+
+def cache_root(cfg: DistillConfig) -> str:
+    root = cfg.cache_dir or os.environ.get("TUNER_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "distill-tune")
+    return os.path.abspath(os.path.join(root, "teachers"))
+
+
+def teacher_settings(cfg: DistillConfig, seed: int) -> dict:
+    """Everything the fine-tuned teacher depends on (its cache key)."""
+    return {
+        "task": cfg.task if not os.path.isdir(cfg.task) else os.path.abspath(cfg.task),
+        "text_columns": cfg.text_columns, "label_column": cfg.label_column,
+        "teacher": cfg.teacher, "seed": seed, "epochs": cfg.teacher_epochs,
+        "lr": cfg.teacher_finetune_lr, "batch_size": cfg.teacher_batch_size,
+        "max_train_samples": cfg.max_train_samples, "max_seq_length": cfg.max_seq_length,
+        "quiz_fraction": cfg.quiz_fraction, "data_seed": cfg.seed,
+    }
+
+
+def teacher_cache_path(cfg: DistillConfig, seed: int) -> str:
+    settings = teacher_settings(cfg, seed)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    name = os.path.basename(os.path.normpath(cfg.task))
+    return os.path.join(cache_root(cfg), f"{name}-{digest}")
+
+
+def is_fine_tuned(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, INFO_FILE))
+
+
+def finetune_teacher(cfg: DistillConfig, seed: int, *, progress: bool = False,
+                     trainer: Callable[[DistillConfig, str], dict] | None = None) -> str:
+    """Fine-tune ``cfg.teacher`` on the task (seed ``seed``) unless cached; return its path."""
+    from filelock import FileLock
+
+    path = teacher_cache_path(cfg, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FileLock(path + ".lock"):
+        if is_fine_tuned(path):
+            return path
+        stage = cfg.replace(
+            method="finetune", student=cfg.teacher, teacher_checkpoint=None, teachers=None,
+            epochs=cfg.teacher_epochs, student_lr=cfg.teacher_finetune_lr, seed=seed,
+            batch_size=cfg.teacher_batch_size, warmup_epochs=0, noise_prob=0.0, eval_steps=0,
+            output_dir=None, eval_teacher=False)
+        if trainer is None:
+            from trainables.experiment import train_and_save
+
+            trainer = lambda c, out: train_and_save(c, out, progress=progress)  # noqa: E731
+        metrics = trainer(stage, path)
+        with open(os.path.join(path, INFO_FILE), "w") as fh:
+            json.dump({"settings": teacher_settings(cfg, seed), "dev_metrics": metrics}, fh, indent=2)
+    return path
+
+
+def resolve_teachers(cfg: DistillConfig, *, progress: bool = False) -> list[str]:
+    """The fine-tuned teachers a run distils from, fine-tuning (once) where needed.
+
+    ``teachers`` (comma-separated, already fine-tuned) > ``teacher_checkpoint`` > ``num_teachers``
+    teachers fine-tuned from ``teacher`` with seeds ``teacher_seed + i``.
+    """
+    if cfg.teachers:
+        paths = [p.strip() for p in cfg.teachers.split(",") if p.strip()]
+        if not paths:
+            raise UserError(f"--teachers {cfg.teachers!r} names no teacher")
+        return paths
+    if cfg.teacher_checkpoint:
+        if not os.path.exists(cfg.teacher_checkpoint):
+            raise UserError(f"--teacher-checkpoint {cfg.teacher_checkpoint!r} does not exist")
+        return [cfg.teacher_checkpoint]
+    return [finetune_teacher(cfg, cfg.teacher_seed + i, progress=progress) for i in range(cfg.num_teachers)]
