@@ -1,0 +1,293 @@
+"""Reading a task's data into train / quiz / dev splits, tokenising them and batching them.
+
+Where the rows come from, in order:
+
+1. a local copy: the bring-your-own folder of the task, else ``<data_dir>/<task>/`` (``data_dir``
+   defaults to ``$TUNER_DATA_DIR``), holding ``train.*`` and ``dev.*`` (.tsv, .csv or .jsonl);
+2. otherwise the task's hub source (``datasets.load_dataset(path, config)``).
+
+Local files are read with ``datasets``' packaged builders, so they and every ``.map`` over them
+(label conversion, tokenisation) are cached on disk. Every column is read as a string (``"NA"`` or
+``"null"`` stay text); .tsv files are read without CSV quoting, as the shared benchmark copies need.
+
+The three splits of :class:`TaskData`:
+
+* ``train``: the rows the student takes gradient steps on;
+* ``quiz``: a seeded held-out ``quiz_fraction`` of the *training file* (never trained on);
+* ``dev``: evaluation and model selection only; never used as quiz.
+
+Every split has the task's text columns, ``labels`` (int64 class id, or float32 regression target)
+and ``idx`` (the row's position in its source file, 0-based). Error messages number rows as
+"data row N": 1-based, header excluded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import datasets
+import numpy as np
+import pandas as pd
+import torch
+from transformers import DataCollatorWithPadding
+
+from trainables.errors import UserError
+from trainables.tasks import TaskSpec, as_number, label_key
+
+SPLITS = ("train", "dev")
+# max_eval_samples takes the same dev rows in every run, whatever the run's seed.
+EVAL_SUBSET_SEED = 0
+
+
+@dataclass
+class TaskData:
+    task: TaskSpec
+    train: datasets.Dataset
+    quiz: datasets.Dataset
+    dev: datasets.Dataset
+
+
+# ---- reading one file -------------------------------------------------------------------------------
+
+def _string_features(columns: Sequence[str]) -> datasets.Features:
+    return datasets.Features({c: datasets.Value("string") for c in columns})
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def _build(path: str, builder: str, **kwargs) -> datasets.Dataset:
+    """One file through a packaged ``datasets`` builder (cached), errors as UserError."""
+    try:
+        return datasets.load_dataset(builder, data_files={"train": path}, split="train", **kwargs)
+    except Exception as err:  # any failure to parse a user's file is bad input
+        raise UserError(f"cannot read {path}: {_one_line(_root_cause(err))}") from err
+
+
+def _header(path: str, delimiter: str, quoting: int) -> list[str]:
+    """Column names of a delimited file; checks that there is at least one data row."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = csv.reader(f, delimiter=delimiter, quoting=quoting)
+            header = next(rows, None)
+            first_row = next((row for row in rows if row), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"cannot read {path}: {_one_line(err)}") from err
+    if not header:
+        raise UserError(f"empty file {path}: expected a header row and data rows")
+    if first_row is None:
+        raise UserError(f"empty file {path}: a header row but no data rows")
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+        raise UserError(f"duplicate column name(s) {', '.join(duplicates)} in the header of {path}")
+    return header
+
+
+def _read_delimited(path: str, *, delimiter: str, quoting: int) -> datasets.Dataset:
+    columns = _header(path, delimiter, quoting)
+    with warnings.catch_warnings():
+        # a row with more fields than the header would otherwise be truncated with only a warning
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return _build(path, "csv", delimiter=delimiter, quoting=quoting, features=_string_features(columns),
+                      keep_default_na=False, index_col=False, encoding="utf-8-sig")
+
+
+def _stringify(batch: dict[str, list]) -> dict[str, list]:
+    return {c: [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+            for c, values in batch.items()}
+
+
+def _read_jsonl(path: str) -> datasets.Dataset:
+    ds = _build(path, "json")
+    if len(ds) == 0:
+        raise UserError(f"empty file {path}: no JSON lines")
+    return ds.map(_stringify, batched=True, features=_string_features(ds.column_names))
+
+
+READERS: dict[str, Callable[[str], datasets.Dataset]] = {
+    ".tsv": partial(_read_delimited, delimiter="\t", quoting=csv.QUOTE_NONE),
+    ".csv": partial(_read_delimited, delimiter=",", quoting=csv.QUOTE_MINIMAL),
+    ".jsonl": _read_jsonl,
+}
+
+
+def read_table(path: str) -> datasets.Dataset:
+    """A .tsv/.csv/.jsonl file with every column as strings (None where a JSON value is missing)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in READERS:
+        raise UserError(f"cannot read {path}: unsupported file type {suffix!r}; valid: {', '.join(READERS)}")
+    if not os.path.isfile(path):
+        raise UserError(f"cannot read {path}: not a file")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"empty file {path}")
+    return READERS[suffix](path)
+
+
+def find_split_file(folder: str, split: str) -> str:
+    """The one ``<split>.tsv|csv|jsonl`` file of a folder."""
+    names = sorted(os.listdir(folder))
+    matches = [n for n in names if os.path.splitext(n)[0] == split and os.path.splitext(n)[1].lower() in READERS]
+    if len(matches) != 1:
+        problem = "no" if not matches else "more than one"
+        expected = " or ".join(f"{split}{suffix}" for suffix in READERS)
+        raise UserError(f"{problem} {split} file in {folder}: expected one of {expected}; "
+                        f"found: {', '.join(names) or 'nothing'}")
+    return os.path.join(folder, matches[0])
+
+
+def require_columns(ds: datasets.Dataset, columns: Sequence[str], source: str) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise UserError(f"column(s) {', '.join(map(repr, missing))} not in {source}; "
+                        f"its columns: {', '.join(ds.column_names)}")
+
+
+# ---- from raw rows to (texts, labels, idx) ---------------------------------------------------------
+
+def _label_parser(task: TaskSpec, source: str) -> Callable[[object, int], int | float]:
+    """``parse(value, row)``: class id or regression target of one raw label value."""
+    if task.is_regression:
+        def parse(value, row):
+            number = as_number(value)
+            if number is None:
+                raise UserError(f"regression target {value!r} at data row {row + 1} of {source} "
+                                "is not a (finite) number")
+            return number
+    else:
+        label2id = task.label2id
+
+        def parse(value, row):
+            label_id = label2id.get(label_key(value)) if value is not None else None
+            if label_id is None:
+                raise UserError(f"label {value!r} at data row {row + 1} of {source} is not a label of "
+                                f"task {task.name!r}; valid: {', '.join(task.labels)}")
+            return label_id
+    return parse
+
+
+def _prepare_split(ds: datasets.Dataset, task: TaskSpec, source: str) -> datasets.Dataset:
+    """Keep the text columns, add ``labels`` (validated) and ``idx`` (file row)."""
+    require_columns(ds, (*task.text_columns, task.label_column), source)
+    parse = _label_parser(task, source)
+
+    def convert(batch, indices):
+        for column in task.text_columns:
+            missing = next((i for i, text in zip(indices, batch[column]) if text is None), None)
+            if missing is not None:
+                raise UserError(f"no text in column {column!r} at data row {missing + 1} of {source}")
+        labels = [parse(value, row) for value, row in zip(batch[task.label_column], indices)]
+        return {**{c: batch[c] for c in task.text_columns}, "labels": labels, "idx": indices}
+
+    features = datasets.Features({
+        **_string_features(task.text_columns),
+        "labels": datasets.Value("float32" if task.is_regression else "int64"),
+        "idx": datasets.Value("int64"),
+    })
+    return ds.map(convert, batched=True, with_indices=True, remove_columns=ds.column_names,
+                  features=features, desc=f"labels of {os.path.basename(source)}")
+
+
+def local_folder(task: TaskSpec, data_dir: str | None) -> str | None:
+    """The folder a local copy of ``task`` would be in (None when no data dir is set)."""
+    if task.path:
+        return task.path
+    data_dir = data_dir or os.environ.get("TUNER_DATA_DIR")
+    return os.path.join(data_dir, task.name) if data_dir else None
+
+
+def _load_from_hub(task: TaskSpec, folder: str | None) -> dict[str, datasets.Dataset]:
+    looked = f"looked in {folder}" if folder else "no data dir was given"
+    hint = f"set the data dir with TUNER_DATA_DIR or --data-dir (it holds {task.name}/train.tsv and dev.tsv)"
+    hub = task.hub
+    if hub is None:
+        raise UserError(f"no local copy of task {task.name!r} ({looked}) and the task has no hub source, "
+                        f"so a local copy is required: {hint}")
+    try:
+        loaded = datasets.load_dataset(hub.path, hub.config)
+    except Exception as err:  # offline, unknown repo, network: all reported the same way
+        raise UserError(f"no local copy of task {task.name!r} ({looked}; {hint}), and loading "
+                        f"{hub.path} {hub.config} from the hub failed: {_one_line(err)}") from err
+    hub_splits = {"train": hub.train_split, "dev": hub.dev_split}
+    return {split: _prepare_split(loaded[hub_split].rename_columns(dict(hub.columns)), task,
+                                  f"{hub.path} {hub.config} {hub_split}")
+            for split, hub_split in hub_splits.items()}
+
+
+def load_splits(task: TaskSpec, data_dir: str | None) -> dict[str, datasets.Dataset]:
+    """The full, validated ``train`` and ``dev`` files of a task (before any cap or quiz split)."""
+    folder = local_folder(task, data_dir)
+    if folder is None or not os.path.isdir(folder):
+        return _load_from_hub(task, folder)
+    files = {split: find_split_file(folder, split) for split in SPLITS}
+    return {split: _prepare_split(read_table(path), task, path) for split, path in files.items()}
+
+
+# ---- splits -------------------------------------------------------------------------------------------
+
+def _subsample(ds: datasets.Dataset, n: int | None, seed: int, option: str) -> datasets.Dataset:
+    """A seeded random subset of ``n`` rows, kept in file order (all rows when n is None or large)."""
+    if n is None or n >= len(ds):
+        return ds
+    if n < 1:
+        raise UserError(f"{option} must be >= 1, got {n}")
+    rows = np.sort(np.random.default_rng(seed).choice(len(ds), size=n, replace=False))
+    return ds.select(rows)
+
+
+def load_task_data(task: TaskSpec, data_dir: str | None, *, max_train_samples: int | None = None,
+                   max_eval_samples: int | None = None, quiz_fraction: float = 0.1,
+                   seed: int = 42) -> TaskData:
+    """Train / quiz / dev splits of a task.
+
+    ``max_train_samples`` caps the training file *before* the quiz split, to a random subset drawn
+    with ``seed``; ``max_eval_samples`` caps dev to a subset drawn with the fixed
+    :data:`EVAL_SUBSET_SEED`. The quiz split is ``train_test_split(quiz_fraction, seed=seed)``:
+    disjoint from train and the same for the same seed.
+    """
+    if not 0.0 < quiz_fraction < 1.0:
+        raise UserError(f"quiz_fraction must be in (0, 1), got {quiz_fraction}")
+    splits = load_splits(task, data_dir)
+    train = _subsample(splits["train"], max_train_samples, seed, "max_train_samples")
+    dev = _subsample(splits["dev"], max_eval_samples, EVAL_SUBSET_SEED, "max_eval_samples")
+    try:
+        parts = train.train_test_split(test_size=quiz_fraction, seed=seed)
+    except ValueError as err:
+        raise UserError(f"cannot hold out quiz_fraction={quiz_fraction} of {len(train)} training rows: "
+                        f"{_one_line(err)}") from err
+    return TaskData(task=task, train=parts["train"], quiz=parts["test"], dev=dev)
+
+
+# ---- model inputs ------------------------------------------------------------------------------------
+
+def tokenize_split(ds: datasets.Dataset, tokenizer, task: TaskSpec, max_seq_length: int) -> datasets.Dataset:
+    """Model inputs (truncated, unpadded) plus ``labels``, in torch format; cached by ``datasets``."""
+    def encode(batch):
+        return tokenizer(*(batch[c] for c in task.text_columns), truncation=True, max_length=max_seq_length)
+
+    drop = [c for c in ds.column_names if c != "labels"]
+    out = ds.map(encode, batched=True, remove_columns=drop, desc="tokenising")
+    out.set_format("torch")
+    return out
+
+
+def make_loader(ds: datasets.Dataset, tokenizer, batch_size: int, *, shuffle: bool, seed: int = 0,
+                num_workers: int = 0) -> torch.utils.data.DataLoader:
+    """Batches of a tokenised split: dicts of tensors padded per batch, with ``labels``."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                                       collate_fn=DataCollatorWithPadding(tokenizer),
+                                       num_workers=num_workers)
