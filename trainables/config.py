@@ -53,7 +53,7 @@ class DistillConfig:
     eval_steps: int = _setup(0, help="evaluate every N steps (0: once per epoch)")
     eval_teacher: bool = _setup(False, help="also evaluate the (learning) teacher at each evaluation")
     teacher_epochs: int = _setup(3, help="epochs of the teacher fine-tuning stage")
-    teacher_finetune_lr: float = _setup(5e-5, help="lr of the teacher fine-tuning stage")
+    teacher_finetune_lr: float = _setup(1e-4, help="lr of the teacher fine-tuning stage")
     teacher_batch_size: int = _setup(32, help="batch size of the teacher fine-tuning stage")
     teacher_seed: int = _setup(42, help="seed of the (first) fine-tuned teacher")
     cache_dir: str | None = _setup(None, help="fine-tuned teacher cache (default $TUNER_CACHE_DIR or ~/.cache/distill-tune)")
@@ -61,7 +61,7 @@ class DistillConfig:
     num_workers: int = _setup(0, help="DataLoader workers")
 
     # ---- hyperparameters ------------------------------------------------------------------
-    student_lr: float = _hp(5e-5, help="student learning rate (lambda)")
+    student_lr: float = _hp(1e-4, help="student learning rate (lambda)")
     teacher_lr: float = _hp(1e-5, help="teacher learning rate (mu) for methods whose teacher learns")
     inner_lr: float | None = _hp(None, help="lr of the experimental (pilot) student step; default student_lr")
     alpha: float = _hp(0.5, help="weight of the distillation term")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import datasets
 import torch
 
 from trainables.augment import NoiseInjector
@@ -49,6 +51,7 @@ def load_task(cfg: DistillConfig) -> tuple[TaskSpec, TaskData]:
 def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
             progress: bool = False) -> Prepared:
     """Everything a run needs, built and checked before the first step."""
+    datasets.disable_progress_bars()  # the run's own bar and eval lines are the progress
     method_cls = get_method(cfg.method)
     task, data = load_task(cfg)
     device = resolve_device(cfg.device)
@@ -106,10 +109,17 @@ def summarise(prep: Prepared, result: TrainResult, seconds: float) -> dict:
 
 
 def run(cfg: DistillConfig, *, report: Reporter | None = None, resume_from: str | None = None,
-        progress: bool = False, teacher_paths: list[str] | None = None) -> dict:
+        progress: bool = False, teacher_paths: list[str] | None = None,
+        on_prepared: Callable[[Prepared], None] | None = None) -> dict:
     """Train one configuration; save the best student (and a meta-learned teacher) under
-    ``cfg.output_dir`` when set; return the summary."""
+    ``cfg.output_dir`` when set; return the summary.
+
+    ``on_prepared(prep)`` is called once the run is assembled, before training: a caller that
+    needs more than the summary (model ids and sizes up front, the engine's per-step logs
+    ``prep.engine.result.logs`` or its best student afterwards) keeps ``prep``."""
     prep = prepare(cfg, teacher_paths=teacher_paths, progress=progress)
+    if on_prepared is not None:
+        on_prepared(prep)
     start = time.perf_counter()
     result = prep.engine.fit(report=report, resume_from=resume_from)
     summary = summarise(prep, result, time.perf_counter() - start)

@@ -24,6 +24,14 @@ from trainables.config import DEFAULT_TEACHER
 from trainables.errors import UserError
 from trainables.tasks import TaskSpec
 
+def _quiet_transformers() -> None:
+    """Load reports and shard progress bars of every from_pretrained drown the run's own output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 _DEFAULT_ALIASES = {DEFAULT_TEACHER, "sentence-transformers/all-MiniLM-L6-v2", "minilm"}
 
 
@@ -51,6 +59,7 @@ def _load_error(source: str, err: Exception) -> UserError:
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
+    _quiet_transformers()
     source = resolve_model(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(source)
@@ -63,6 +72,7 @@ def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
     """A ``AutoModelForSequenceClassification`` for ``task`` (head sized to its labels)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    _quiet_transformers()
     source = resolve_model(name_or_path)
     try:
         config = AutoConfig.from_pretrained(source)

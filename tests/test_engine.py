@@ -1,0 +1,171 @@
+"""The shared engine and the first three methods, on tiny random-init BERTs and on real SST-2 rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainables.config import DistillConfig
+from trainables.engine import NonFiniteLossError
+from trainables.experiment import prepare, run
+from trainables.methods.kd import KD
+from trainables.models import build_student, load_classifier, packaged_minilm_path
+from trainables.tasks import TASKS
+
+
+def _cfg(data_dir, teacher, **kw) -> DistillConfig:
+    base = dict(task="sst2", data_dir=data_dir, teacher=teacher, max_train_samples=72, max_eval_samples=48,
+                max_seq_length=32, batch_size=16, epochs=4, student_layers=1, seed=3,
+                lr_warmup_ratio=0.0, device="cpu")
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def _epoch_means(losses: list[float], epochs: int) -> list[float]:
+    per = len(losses) // epochs
+    return [sum(losses[i * per:(i + 1) * per]) / per for i in range(epochs)]
+
+
+# ---- student truncation ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_default_student_is_the_first_k_teacher_layers(layers):
+    task = TASKS["sst2"]
+    source = packaged_minilm_path()
+    teacher = load_classifier(source, task)
+    student = build_student(source, None, layers, task)
+    assert student.config.num_hidden_layers == layers
+    assert len(student.bert.encoder.layer) == layers
+    t_params = dict(teacher.bert.named_parameters())
+    for name, p in student.bert.named_parameters():
+        if name.startswith("encoder.layer.") or name.startswith("embeddings."):
+            assert torch.equal(p, t_params[name]), name
+    assert not any(n.startswith(f"encoder.layer.{layers}.") for n, _ in student.bert.named_parameters())
+
+
+def test_student_layers_out_of_range_is_a_clear_error(tiny_bert):
+    from trainables.errors import UserError
+
+    with pytest.raises(UserError, match=r"student_layers=5 .*\(valid: 1\.\.2\)"):
+        build_student(tiny_bert, None, 5, TASKS["sst2"])
+
+
+# ---- each method learns ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["finetune", "kd", "pkd"])
+def test_method_loss_goes_down_on_tiny_bert(method, data_dir, tiny_bert4):
+    cfg = _cfg(data_dir, tiny_bert4, method=method, student_lr=2e-3, student_layers=2, beta=10.0)
+    summary = run(cfg, teacher_paths=[tiny_bert4])
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert len(losses) == cfg.epochs
+    assert losses[-1] < losses[0], losses
+    if method == "pkd":
+        assert all("train_patient_loss" in h for h in summary["history"])
+
+
+@pytest.mark.parametrize("method", ["finetune", "kd", "pkd"])
+def test_method_loss_goes_down_on_sst2_with_minilm(method, data_dir):
+    minilm = packaged_minilm_path()
+    cfg = _cfg(data_dir, minilm, method=method, student_lr=3e-4, epochs=3, student_layers=2)
+    summary = run(cfg, teacher_paths=[minilm])
+    means = [h["train_loss"] for h in summary["history"]]
+    assert means[-1] < means[0], means
+    assert summary["student_layers"] == 2
+    if method != "finetune":
+        assert summary["teacher_layers"] == 6 and summary["teacher_params"] > summary["student_params"]
+        assert summary["speedup"] > 0
+
+
+# ---- engine mechanics ------------------------------------------------------------------------
+
+def test_resume_from_checkpoint_reproduces_an_uninterrupted_run(data_dir, tiny_bert, tmp_path):
+    cfg = _cfg(data_dir, tiny_bert, method="kd", epochs=2, student_lr=1e-3)
+    straight = prepare(cfg, teacher_paths=[tiny_bert]).engine
+    straight.fit()
+
+    first = prepare(cfg, teacher_paths=[tiny_bert]).engine
+    saved = []
+
+    def report(metrics, save_checkpoint):
+        if metrics["epoch"] == 1.0:
+            save_checkpoint(str(tmp_path / "ckpt"))
+            saved.append(metrics["step"])
+
+    first.fit(report=report)
+    assert saved
+    resumed = prepare(cfg, teacher_paths=[tiny_bert]).engine
+    result = resumed.fit(resume_from=str(tmp_path / "ckpt"))
+    assert len(result.losses) == straight.total_steps
+    for (name, a), b in zip(straight.method.student.named_parameters(), resumed.method.student.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert [h["step"] for h in result.history] == [h["step"] for h in straight.result.history]
+
+
+def test_eval_steps_and_best_model_selection(data_dir, tiny_bert):
+    cfg = _cfg(data_dir, tiny_bert, method="finetune", epochs=1, eval_steps=2, max_train_samples=90)
+    prep = prepare(cfg, teacher_paths=[])
+    result = prep.engine.fit()
+    steps = [h["step"] for h in result.history]
+    n = prep.engine.total_steps
+    assert n >= 3
+    assert steps == list(range(2, n + 1, 2)) + ([n] if n % 2 else [])  # every 2 steps + the end
+    best = max(result.history, key=lambda h: h["eval_score"])
+    assert result.best["eval_score"] == best["eval_score"]
+    model = prep.engine.best_student_model()
+    from trainables.engine import evaluate
+
+    again = evaluate(model, prep.engine.loaders.dev, prep.task, torch.device("cpu"))
+    assert again["eval_score"] == pytest.approx(best["eval_score"])
+
+
+class _Exploding(KD):
+    name = "exploding"
+
+    def step(self, batch, quiz_batches=None):
+        logs = super().step(batch)  # steps 0 and 1 are fine, step 2 reports NaN
+        return {"loss": math.nan} if self.student_opt.scheduler.last_epoch > 2 else logs
+
+
+def test_non_finite_loss_fails_the_run(data_dir, tiny_bert, monkeypatch):
+    from trainables import methods
+
+    monkeypatch.setitem(methods.METHODS, "exploding", _Exploding)
+    cfg = _cfg(data_dir, tiny_bert, method="exploding", epochs=1)
+    with pytest.raises(NonFiniteLossError, match="nan at step 2"):
+        run(cfg, teacher_paths=[tiny_bert])
+
+
+def test_warmup_epochs_use_no_teacher(data_dir, tiny_bert, monkeypatch):
+    calls = []
+    original = KD.teacher_outputs
+
+    def spy(self, batch, **kw):
+        calls.append(int(self.student_opt.scheduler.last_epoch))
+        return original(self, batch, **kw)
+
+    monkeypatch.setattr(KD, "teacher_outputs", spy)
+    cfg = _cfg(data_dir, tiny_bert, method="kd", epochs=1, warmup_epochs=1)
+    prep = prepare(cfg, teacher_paths=[tiny_bert])
+    prep.engine.fit()
+    per_epoch = prep.engine.steps_per_epoch
+    assert calls and min(calls) == per_epoch  # the first epoch (warm-up) never asked the teacher
+    assert len(prep.engine.result.losses) == 2 * per_epoch
+
+
+def test_multi_teacher_soft_targets_are_the_mean_of_logits(data_dir, tiny_bert, tiny_bert4):
+    cfg = _cfg(data_dir, tiny_bert, method="kd", epochs=1)
+    prep = prepare(cfg, teacher_paths=[tiny_bert, tiny_bert4])
+    method = prep.engine.method
+    batch = next(iter(prep.engine.loaders.train))
+    outs = method.teacher_outputs(batch)
+    expected = (outs[0].logits + outs[1].logits) / 2
+    assert len(method.teachers) == 2
+    assert torch.allclose(method.mean_logits(outs), expected)
+
+
+def test_bf16_autocast_runs(data_dir, tiny_bert):
+    cfg = _cfg(data_dir, tiny_bert, method="kd", epochs=1, bf16=True)
+    summary = run(cfg, teacher_paths=[tiny_bert])
+    assert math.isfinite(summary["final_train_loss"])
