@@ -94,6 +94,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.data_dir is None:
             self.data_dir = os.environ.get("TUNER_DATA_DIR") or None
+        self._absolutise_paths()
         for f in dataclasses.fields(self):
             setattr(self, f.name, coerce(f, getattr(self, f.name)))
         for name in ("student_lr", "teacher_lr", "temperature"):
@@ -107,6 +108,21 @@ class DistillConfig:
             raise UserError(f"noise_prob must be in [0, 1], got {self.noise_prob}")
         if not 0.0 < self.quiz_fraction < 1.0:
             raise UserError(f"quiz_fraction must be in (0, 1), got {self.quiz_fraction}")
+
+    def _absolutise_paths(self) -> None:
+        """Local paths become absolute: Ray Tune trials run in their own working directories."""
+        from trainables.tasks import TASKS
+
+        for name in ("data_dir", "task", "teacher", "teacher_checkpoint", "student"):
+            value = getattr(self, name)
+            if value and os.path.exists(value) and not (name == "task" and value.lower() in TASKS):
+                setattr(self, name, os.path.abspath(value))
+        if self.teachers:
+            self.teachers = ",".join(os.path.abspath(p) if os.path.exists(p) else p
+                                     for p in (t.strip() for t in self.teachers.split(",")) if p)
+        for name in ("cache_dir", "output_dir"):
+            if getattr(self, name):
+                setattr(self, name, os.path.abspath(os.path.expanduser(getattr(self, name))))
 
     # ---- helpers ---------------------------------------------------------------------------
     @property
