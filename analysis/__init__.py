@@ -1,0 +1,10 @@
+"""Tables and figures from what the sweeps recorded in MLflow.
+
+* :mod:`analysis.store`: MLflow runs -> typed pandas DataFrames (one row per trial run);
+* :mod:`analysis.compare`: the method comparison table (``python -m analysis.compare``);
+* :mod:`analysis.sensitivity`: loss-weight / temperature / student-size studies
+  (``python -m analysis.sensitivity``);
+* :mod:`analysis.dynamics`: alpha/beta and teacher/student curves against the training step
+  (``python -m analysis.dynamics``);
+* :mod:`analysis.plots`: the matplotlib figures; every function returns the data it plotted.
+"""

@@ -1,0 +1,116 @@
+"""Training dynamics of one run against the training step.
+
+    python -m analysis.dynamics --run-id ID [--mlflow-uri URI] [--out DIR]
+    python -m analysis.dynamics --experiment NAME --method M [--task T] [--mlflow-uri URI] [--out DIR]
+
+With ``--method`` the run is the best successful trial of that method (on ``--task`` if given;
+sensitivity-study runs only when the method has no other).
+Writes, for each figure the run has data for, a PNG and the CSV of its plotted data:
+
+* ``dynamics-<method>-<run>-alpha-beta.png``: meta-adaptive-kd's loss weights α and β against the
+  step (per step from the ``step_logs.csv`` artifact; else the per-evaluation means
+  ``train_alpha``/``train_beta``);
+* ``dynamics-<method>-<run>-teacher-student.png``: the teacher's and the student's dev primary
+  metric against the step on one figure (runs with ``eval_teacher=true``: the meta methods'
+  teacher learns, and its own accuracy may fall while the student's rises).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pandas as pd
+
+from analysis import plots
+from analysis.compare import add_store_args
+from analysis.store import STEP_LOGS_ARTIFACT, Store, best_run, task_metrics
+from trainables.errors import UserError, exit_on_user_error
+
+ALPHA_BETA_METRICS = {"train_alpha": "alpha", "train_beta": "beta"}
+STUDENT_SCORE, TEACHER_SCORE = "eval_score", "teacher_eval_score"
+
+
+def alpha_beta_curves(store: Store, run_id: str) -> pd.DataFrame | None:
+    """``step, alpha, beta`` of a run (None when it logged neither)."""
+    logs = store.artifact_csv(run_id, STEP_LOGS_ARTIFACT)
+    if logs is not None and "step" in logs and {"alpha", "beta"} & set(logs.columns):
+        cols = ["step"] + [c for c in ("alpha", "beta") if c in logs.columns]
+        return logs[cols].dropna(how="all", subset=cols[1:]).reset_index(drop=True)
+    hist = store.metric_history(run_id, ALPHA_BETA_METRICS)
+    if len(hist.columns) == 1:
+        return None
+    return hist.rename(columns=ALPHA_BETA_METRICS)
+
+
+def teacher_student_curves(store: Store, run_id: str) -> pd.DataFrame | None:
+    """``step, student, teacher``: dev primary metric of both at each evaluation (None when the
+    teacher was not evaluated)."""
+    hist = store.metric_history(run_id, [STUDENT_SCORE, TEACHER_SCORE])
+    if TEACHER_SCORE not in hist:
+        return None
+    return hist.rename(columns={STUDENT_SCORE: "student", TEACHER_SCORE: "teacher"})
+
+
+def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
+    """Every dynamics figure ``run_id`` has data for: ``{figure: {"png", "csv", "data"}}``."""
+    row = store.run(run_id)
+    method, task = row.get("method"), row.get("task")
+    primary, _ = task_metrics(task, pd.DataFrame())
+    prefix = os.path.join(out_dir, f"dynamics-{method}-{run_id[:8]}")
+    out = {}
+    ab = alpha_beta_curves(store, run_id)
+    if ab is not None:
+        png = f"{prefix}-alpha-beta.png"
+        data = plots.step_curves(ab, png, columns={"alpha": "α (distillation weight)",
+                                                   "beta": "β (task-loss weight)"},
+                                 ylabel="loss weight", title=f"{method} on {task}: α and β")
+        out["alpha-beta"] = {"png": png, "csv": f"{prefix}-alpha-beta.csv", "data": data}
+    ts = teacher_student_curves(store, run_id)
+    if ts is not None:
+        png = f"{prefix}-teacher-student.png"
+        data = plots.step_curves(ts, png, columns={"teacher": "teacher", "student": "student"},
+                                 ylabel=f"dev {primary}", title=f"{method} on {task}: teacher and student")
+        out["teacher-student"] = {"png": png, "csv": f"{prefix}-teacher-student.csv", "data": data}
+    if not out:
+        raise UserError(f"run {run_id} ({method} on {task}) has no training dynamics to plot: α/β curves "
+                        f"come from meta-adaptive-kd runs ({STEP_LOGS_ARTIFACT} or train_alpha/train_beta), "
+                        f"teacher/student curves from runs with eval_teacher=true ({TEACHER_SCORE})")
+    for fig in out.values():
+        fig["data"].to_csv(fig["csv"], index=False)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis.dynamics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-id", default=None, help="the run to plot")
+    parser.add_argument("--method", default=None, help="plot the best trial of this method")
+    parser.add_argument("--task", default=None, help="with --method: only runs of this task")
+    add_store_args(parser)
+    parser.add_argument("--out", default=None, help="output folder (default: reports/dynamics)")
+    return parser
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if bool(args.run_id) == bool(args.method):
+        raise UserError("give either --run-id ID, or --method M (with --experiment NAME) to plot the "
+                        "method's best trial")
+    store = Store(args.mlflow_uri, args.experiment)
+    run_id = args.run_id
+    if run_id is None:
+        runs = store.runs(args.task, method=args.method)
+        swept = runs[runs["study"].isna()]  # sensitivity-study runs only when there is nothing else
+        run_id = best_run(swept if len(swept) else runs)["run_id"]
+        print(f"best {args.method} trial in experiment {store.experiment!r}: run {run_id}")
+    out = plot_run(store, run_id, args.out or os.path.join("reports", "dynamics"))
+    for fig in out.values():
+        print(f"wrote {fig['png']}, {fig['csv']}")
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,412 @@
+"""What the sweeps recorded in MLflow, as pandas DataFrames.
+
+:meth:`Store.runs` returns one row per *trial* run (``distill.role=trial``) with
+
+* ``run_id``, ``run_name``, ``run_status`` (MLflow's FINISHED/FAILED/RUNNING/KILLED), ``start_time``,
+  ``end_time`` (UTC timestamps);
+* the ``distill.*`` tags as plain columns (:data:`TAG_COLUMNS`: ``sweep``, ``trial_id``,
+  ``trial_status``, ``error``, ``study``, ``seed_rerun``, ``parent_run_id``, ...);
+* every param under its own name (the :class:`~trainables.config.DistillConfig` field names), typed
+  like the config field (``Int64``/``float``/``boolean``/text, ``"None"`` -> missing); other params
+  (``teacher_params``, ``student_params``, ...) are numeric when every value parses as a number;
+* every final metric (MLflow's latest value) under its own name (``best_eval_score``,
+  ``eval_accuracy``, ``train_seconds``, ``speedup``, ...). A name logged as both a param and a metric
+  (``student_params``) keeps the param's value where there is one.
+
+Failed trials (``distill.status=ERROR`` or MLflow status FAILED) are left out unless asked for.
+Every way of finding nothing (no store file, no experiment, no matching runs) is a
+:class:`~trainables.errors.UserError` that names what was asked for and what the store does hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Iterable
+
+import pandas as pd
+
+from trainables.config import HPARAMS, DistillConfig
+from trainables.errors import UserError
+
+# ---- the tracking schema (names shared with the sweep side) -------------------------------------
+
+DEFAULT_EXPERIMENT = "distill-tune"
+DEFAULT_DB_FILE = "mlflow.db"
+
+TAG_ROLE = "distill.role"
+ROLE_SWEEP = "sweep"
+ROLE_TRIAL = "trial"
+TAG_SWEEP = "distill.sweep"
+TAG_TRIAL_ID = "distill.trial_id"
+TAG_METHOD = "distill.method"
+TAG_TASK = "distill.task"
+TAG_STATUS = "distill.status"
+TAG_ERROR = "distill.error"
+TAG_STUDY = "distill.study"
+TAG_SEED_RERUN = "distill.seed_rerun"
+TAG_PARENT = "mlflow.parentRunId"
+STATUS_ERROR = "ERROR"
+
+#: tag -> DataFrame column
+TAG_COLUMNS = {
+    TAG_ROLE: "role",
+    TAG_SWEEP: "sweep",
+    TAG_TRIAL_ID: "trial_id",
+    TAG_STATUS: "trial_status",
+    TAG_ERROR: "error",
+    TAG_STUDY: "study",
+    TAG_SEED_RERUN: "seed_rerun",
+    TAG_PARENT: "parent_run_id",
+}
+
+#: params that are not config fields but are known to be integers
+EXTRA_INT_PARAMS = ("teacher_params", "student_params", "teacher_layers", "student_layers")
+
+#: the final metric holding a run's best dev score, in order of preference
+SCORE_COLUMNS = ("best_eval_score", "eval_score")
+
+STEP_LOGS_ARTIFACT = "step_logs.csv"
+_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else the SQLite store ``mlflow.db`` in the current directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath(DEFAULT_DB_FILE)}"
+
+
+def normalise_uri(uri: str | None) -> str:
+    """A tracking URI; a bare path to a ``.db`` file becomes ``sqlite:///<abs path>``."""
+    if not uri:
+        return default_tracking_uri()
+    if "://" not in uri and uri.endswith((".db", ".sqlite")):
+        return f"sqlite:///{os.path.abspath(uri)}"
+    return uri
+
+
+def _local_store_path(uri: str) -> str | None:
+    """The file or folder a local tracking URI points at (None for servers)."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        return path if path.startswith("/") or os.name == "nt" else "/" + path
+    if uri.startswith("file://"):
+        return uri[len("file://"):]
+    if "://" not in uri:
+        return uri
+    return None
+
+
+# ---- typing params ----------------------------------------------------------------------------
+
+_NONE_STRINGS = {"None", "none", "null", "", "nan", "NaN"}
+
+
+def _config_types() -> dict[str, type]:
+    hints = typing.get_type_hints(DistillConfig)
+    out = {}
+    for f in dataclasses.fields(DistillConfig):
+        hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        out[f.name] = hint
+    out.update({name: int for name in EXTRA_INT_PARAMS})
+    return out
+
+
+PARAM_TYPES: dict[str, type] = _config_types()
+
+
+def _as_bool(value):
+    if value is None:
+        return pd.NA
+    low = str(value).strip().lower()
+    return True if low in {"true", "1", "yes"} else False if low in {"false", "0", "no"} else pd.NA
+
+
+def typed_column(name: str, values: pd.Series) -> pd.Series:
+    """Strings as MLflow stores them -> the column's type (config field type where known)."""
+    values = values.astype(object).where(~values.isin(_NONE_STRINGS) & values.notna(), None)
+    typ = PARAM_TYPES.get(name)
+    if typ is bool:
+        return values.map(_as_bool).astype("boolean")
+    if typ in (int, float) or typ is None:
+        numbers = pd.to_numeric(values, errors="coerce")
+        parsed = numbers.notna() | values.isna()
+        if typ is None and not parsed.all():
+            return values  # free text
+        if typ is int and (numbers.dropna() % 1 == 0).all():
+            return numbers.astype("Int64")
+        return numbers.astype(float)
+    return values
+
+
+def score_column(df: pd.DataFrame) -> str:
+    """The column holding each run's best dev score of the task's primary metric."""
+    for name in SCORE_COLUMNS:
+        if name in df.columns and df[name].notna().any():
+            return name
+    raise UserError("the runs have no eval_score metric (best_eval_score / eval_score): were they "
+                    "logged by a distill-tune sweep?")
+
+
+def metric_column(df: pd.DataFrame, metric: str) -> str | None:
+    """Column of the best dev value of ``metric`` (``best_eval_<m>``, else ``eval_<m>``)."""
+    for name in (f"best_eval_{metric}", f"eval_{metric}"):
+        if name in df.columns and df[name].notna().any():
+            return name
+    return None
+
+
+def task_metrics(task: str | None, df: pd.DataFrame) -> tuple[str, list[str]]:
+    """(primary metric, all dev metrics) of ``task``: from the task table when it is a table task,
+    else discovered from the ``best_eval_*`` / ``eval_*`` columns of ``df``."""
+    from trainables.tasks import TASKS
+
+    spec = TASKS.get((task or "").lower())
+    if spec is not None:
+        metrics = [spec.primary_metric] + [m for m in spec.metrics if m != spec.primary_metric]
+        return spec.primary_metric, metrics
+    found = []
+    for col in df.columns:
+        for prefix in ("best_eval_", "eval_"):
+            if col.startswith(prefix):
+                name = col[len(prefix):]
+                if name not in ("score", "loss") and name not in found:
+                    found.append(name)
+    return "score", ["score", *found]
+
+
+# ---- the store ----------------------------------------------------------------------------------
+
+def _listing(values: Iterable[object]) -> str:
+    items = sorted({str(v) for v in values if v is not None and not pd.isna(v) and str(v) != ""})
+    return ", ".join(items) if items else "none"
+
+
+class Store:
+    """One MLflow experiment at one tracking URI, read only: nothing is created (a missing SQLite
+    file or experiment is a UserError, not a new empty store). The experiment is looked up on first
+    use, so :meth:`run` works whatever ``experiment`` says."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = normalise_uri(tracking_uri)
+        self.experiment = experiment or DEFAULT_EXPERIMENT
+        path = _local_store_path(self.uri)
+        if path is not None and not os.path.exists(path):
+            raise UserError(f"no MLflow store at {self.uri} ({path} does not exist); pass --mlflow-uri "
+                            "with the tracking URI the sweeps logged to")
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self._experiment_id: str | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id; a UserError listing the experiments there when it does not exist."""
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                names = [e.name for e in self.client.search_experiments()]
+                raise UserError(f"no experiment {self.experiment!r} at {self.uri}; experiments there: "
+                                f"{_listing(names)}")
+            self._experiment_id = exp.experiment_id
+        return self._experiment_id
+
+    # ---- runs --------------------------------------------------------------------------------
+    def _search(self, filter_string: str) -> list:
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string, max_results=1000,
+                                           page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def all_runs(self, role: str | None = ROLE_TRIAL) -> pd.DataFrame:
+        """Every run of the experiment with ``distill.role=role`` (any role when None)."""
+        flt = f"tags.\"{TAG_ROLE}\" = '{role}'" if role else ""
+        return runs_frame(self._search(flt))
+
+    def runs(self, task: str | None = None, *, method: str | Iterable[str] | None = None,
+             study: str | None = None, exclude_studies: bool = False, sweep: str | None = None,
+             include_failed: bool = False, role: str | None = ROLE_TRIAL) -> pd.DataFrame:
+        """Trial runs matching every given filter; a UserError naming what exists when none do."""
+        df = self.all_runs(role)
+        where = f"in experiment {self.experiment!r} at {self.uri}"
+        if df.empty:
+            raise UserError(f"no {role or ''} runs {where}".replace("  ", " "))
+        if task is not None:
+            hit = df["task"].astype(str).str.lower() == task.lower()
+            if not hit.any():
+                raise UserError(f"no runs for task {task!r} {where} (tasks with runs: "
+                                f"{_listing(df['task'])})")
+            df = df[hit]
+        what = f"for task {task!r} " if task is not None else ""
+        if method is not None:
+            methods = [method] if isinstance(method, str) else list(method)
+            hit = df["method"].isin(methods)
+            if not hit.any():
+                raise UserError(f"no runs of method {', '.join(methods)} {what}{where} (methods with "
+                                f"runs: {_listing(df['method'])})")
+            df = df[hit]
+            what += f"of method {', '.join(methods)} "
+        if study is not None:
+            hit = df["study"] == study if "study" in df else pd.Series(False, index=df.index)
+            if not hit.any():
+                recorded = df["study"] if "study" in df else []
+                raise UserError(f"no runs of study {study!r} {what}{where} (studies with runs: "
+                                f"{_listing(recorded)}); run the study without --from-mlflow first")
+            df = df[hit]
+        elif exclude_studies and "study" in df:
+            df = df[df["study"].isna()]
+            if df.empty:
+                raise UserError(f"only sensitivity-study runs {what}{where}")
+        if sweep is not None:
+            hit = df["sweep"] == sweep if "sweep" in df else pd.Series(False, index=df.index)
+            if not hit.any():
+                raise UserError(f"no runs of sweep {sweep!r} {what}{where} (sweeps: "
+                                f"{_listing(df.get('sweep', []))})")
+            df = df[hit]
+        if not include_failed:
+            failed = df["run_status"].eq("FAILED")
+            if "trial_status" in df:
+                failed |= df["trial_status"].eq(STATUS_ERROR).fillna(False).astype(bool)
+            kept = df[~failed]
+            if kept.empty:
+                errors = _listing(df.get("error", pd.Series(dtype=object)).dropna().head(3))
+                raise UserError(f"all {len(df)} runs {what}{where} failed (errors: {errors})")
+            df = kept
+        return df.reset_index(drop=True)
+
+    def run(self, run_id: str) -> pd.Series:
+        """One run (any role) as a row, by id."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise UserError(f"no run with id {run_id!r} at {self.uri}") from None
+        return runs_frame([run]).iloc[0]
+
+    # ---- curves ------------------------------------------------------------------------------
+    def metric_history(self, run_id: str, keys: Iterable[str]) -> pd.DataFrame:
+        """Step metrics of one run, wide: a ``step`` column and one column per key that was logged
+        (a key logged twice at one step keeps its latest value). Empty frame when none was."""
+        frames = []
+        for key in keys:
+            hist = self.client.get_metric_history(run_id, key)
+            if not hist:
+                continue
+            h = pd.DataFrame([(m.step, m.timestamp, m.value) for m in hist],
+                             columns=["step", "timestamp", key])
+            h = h.sort_values(["step", "timestamp"]).drop_duplicates("step", keep="last")
+            frames.append(h.drop(columns="timestamp").set_index("step"))
+        if not frames:
+            return pd.DataFrame(columns=["step"])
+        return pd.concat(frames, axis=1).sort_index().reset_index()
+
+    def artifact_csv(self, run_id: str, path: str = STEP_LOGS_ARTIFACT) -> pd.DataFrame | None:
+        """A CSV artifact of a run as a DataFrame, or None when the run has no such artifact."""
+        import mlflow.artifacts
+
+        names = {a.path for a in self.client.list_artifacts(run_id, os.path.dirname(path) or None)}
+        if path not in names:
+            return None
+        quiet = os.environ.get(_PROGRESS_ENV)
+        os.environ[_PROGRESS_ENV] = "false"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path,
+                                                            dst_path=tmp, tracking_uri=self.uri)
+                return pd.read_csv(local)
+        finally:
+            if quiet is None:
+                os.environ.pop(_PROGRESS_ENV, None)
+            else:
+                os.environ[_PROGRESS_ENV] = quiet
+
+
+def runs_frame(runs: list) -> pd.DataFrame:
+    """MLflow ``Run`` objects -> one typed row each (see the module docstring for the columns)."""
+    rows, param_names, metric_names = [], set(), set()
+    for run in runs:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name,
+               "run_status": run.info.status,
+               "start_time": run.info.start_time, "end_time": run.info.end_time}
+        for tag, col in TAG_COLUMNS.items():
+            row[col] = tags.get(tag)
+        row.update({f"param:{k}": v for k, v in params.items()})
+        row.update({f"metric:{k}": v for k, v in metrics.items()})
+        row["tag:method"], row["tag:task"] = tags.get(TAG_METHOD), tags.get(TAG_TASK)
+        param_names.update(params)
+        metric_names.update(metrics)
+        rows.append(row)
+    base = ["run_id", "run_name", "run_status", "start_time", "end_time", "method", "task",
+            *TAG_COLUMNS.values()]
+    if not rows:
+        return pd.DataFrame(columns=base)
+    raw = pd.DataFrame(rows)
+    out = raw[["run_id", "run_name", "run_status"]].copy()
+    for col in ("start_time", "end_time"):
+        out[col] = pd.to_datetime(raw[col], unit="ms", utc=True)
+    # method / task: the tag (a bring-your-own task's tag is its name, the param its folder)
+    for name in ("method", "task"):
+        param = raw[f"param:{name}"] if f"param:{name}" in raw else pd.Series(None, index=raw.index)
+        out[name] = raw[f"tag:{name}"].where(raw[f"tag:{name}"].notna(), param)
+    for col in TAG_COLUMNS.values():
+        out[col] = raw[col]
+    out["seed_rerun"] = out["seed_rerun"].map(_as_bool).astype("boolean")
+    columns = {}
+    for name in sorted(param_names - {"method", "task"}):
+        columns[name] = typed_column(name, raw[f"param:{name}"])
+    for name in sorted(metric_names):
+        metric = raw[f"metric:{name}"].astype(float)
+        if name in columns:  # logged as both: fill the param's gaps from the metric
+            param = columns[name]
+            if param.isna().any() and pd.api.types.is_numeric_dtype(param):
+                filled = param.astype(float).where(param.notna(), metric)
+                columns[name] = filled.round().astype("Int64") if param.dtype == "Int64" else filled
+        elif name not in out:
+            columns[name] = metric
+    return pd.concat([out, pd.DataFrame(columns, index=raw.index)], axis=1)
+
+
+# ---- best configuration -------------------------------------------------------------------------
+
+def best_run(df: pd.DataFrame) -> pd.Series:
+    """The row with the highest dev score (every primary metric here is higher-is-better)."""
+    col = score_column(df)
+    return df.loc[df[col].idxmax()]
+
+
+def hparams_of(row: pd.Series) -> dict:
+    """The hyperparameters recorded for a run, as plain Python values (missing ones left out,
+    ``None``-valued optional ones kept as None)."""
+    out = {}
+    for name in HPARAMS:
+        if name not in row.index:
+            continue
+        value = row[name]
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            value = None
+        elif hasattr(value, "item"):
+            value = value.item()
+        out[name] = value
+    return out
+
+
+def best_hparams(store: Store, task: str, method: str, *, exclude_studies: bool = True) -> tuple[dict, str] | None:
+    """Hyperparameters of the best recorded trial of ``method`` on ``task`` and its run id, or None
+    when the store has no (successful) trial of it. Sensitivity-study runs are not candidates unless
+    ``exclude_studies`` is False."""
+    try:
+        df = store.runs(task, method=method, exclude_studies=exclude_studies)
+        row = best_run(df)
+    except UserError:
+        return None
+    return hparams_of(row), row["run_id"]
