@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow-uri", default=None,
-                        help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
+                        help="tracking URI (default: sqlite:///<cwd>/mlflow.db, as the sweeps)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: distill-tune)")
 
 

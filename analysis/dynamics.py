@@ -25,16 +25,17 @@ import pandas as pd
 
 from analysis import plots
 from analysis.compare import add_store_args
-from analysis.store import STEP_LOGS_ARTIFACT, Store, best_run, task_metrics
+from analysis.store import ARTIFACT_STEP_LOGS, Store, best_run, task_metrics
 from trainables.errors import UserError, exit_on_user_error
 
 ALPHA_BETA_METRICS = {"train_alpha": "alpha", "train_beta": "beta"}
 STUDENT_SCORE, TEACHER_SCORE = "eval_score", "teacher_eval_score"
+TEACHER_PREFIX = "teacher_eval_"
 
 
 def alpha_beta_curves(store: Store, run_id: str) -> pd.DataFrame | None:
     """``step, alpha, beta`` of a run (None when it logged neither)."""
-    logs = store.artifact_csv(run_id, STEP_LOGS_ARTIFACT)
+    logs = store.artifact_csv(run_id, ARTIFACT_STEP_LOGS)
     if logs is not None and "step" in logs and {"alpha", "beta"} & set(logs.columns):
         cols = ["step"] + [c for c in ("alpha", "beta") if c in logs.columns]
         return logs[cols].dropna(how="all", subset=cols[1:]).reset_index(drop=True)
@@ -44,13 +45,15 @@ def alpha_beta_curves(store: Store, run_id: str) -> pd.DataFrame | None:
     return hist.rename(columns=ALPHA_BETA_METRICS)
 
 
-def teacher_student_curves(store: Store, run_id: str) -> pd.DataFrame | None:
-    """``step, student, teacher``: dev primary metric of both at each evaluation (None when the
-    teacher was not evaluated)."""
-    hist = store.metric_history(run_id, [STUDENT_SCORE, TEACHER_SCORE])
-    if TEACHER_SCORE not in hist:
-        return None
-    return hist.rename(columns={STUDENT_SCORE: "student", TEACHER_SCORE: "teacher"})
+def teacher_student_curves(store: Store, run_id: str, primary: str = "score") -> pd.DataFrame | None:
+    """``step, student, teacher``: the dev ``primary`` metric of both at each evaluation
+    (``eval_<primary>`` / ``teacher_eval_<primary>``, else the ``*_score`` keys); None when the
+    teacher was not evaluated."""
+    for student, teacher in ((f"eval_{primary}", f"{TEACHER_PREFIX}{primary}"), (STUDENT_SCORE, TEACHER_SCORE)):
+        hist = store.metric_history(run_id, [student, teacher])
+        if teacher in hist and student in hist:
+            return hist.rename(columns={student: "student", teacher: "teacher"})
+    return None
 
 
 def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
@@ -67,7 +70,7 @@ def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
                                                    "beta": "β (task-loss weight)"},
                                  ylabel="loss weight", title=f"{method} on {task}: α and β")
         out["alpha-beta"] = {"png": png, "csv": f"{prefix}-alpha-beta.csv", "data": data}
-    ts = teacher_student_curves(store, run_id)
+    ts = teacher_student_curves(store, run_id, primary)
     if ts is not None:
         png = f"{prefix}-teacher-student.png"
         data = plots.step_curves(ts, png, columns={"teacher": "teacher", "student": "student"},
@@ -75,7 +78,7 @@ def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
         out["teacher-student"] = {"png": png, "csv": f"{prefix}-teacher-student.csv", "data": data}
     if not out:
         raise UserError(f"run {run_id} ({method} on {task}) has no training dynamics to plot: α/β curves "
-                        f"come from meta-adaptive-kd runs ({STEP_LOGS_ARTIFACT} or train_alpha/train_beta), "
+                        f"come from meta-adaptive-kd runs ({ARTIFACT_STEP_LOGS} or train_alpha/train_beta), "
                         f"teacher/student curves from runs with eval_teacher=true ({TEACHER_SCORE})")
     for fig in out.values():
         fig["data"].to_csv(fig["csv"], index=False)

@@ -47,8 +47,8 @@ import pandas as pd
 
 from analysis import plots
 from analysis.compare import _count, split_list
-from analysis.store import (TAG_ROLE, TAG_STUDY, TAG_TASK, Store, best_hparams, score_column,
-                            task_metrics)
+from analysis.store import (DEFAULT_EXPERIMENT, TAG_ROLE, TAG_STUDY, TAG_TASK, Store, best_hparams,
+                            score_column, task_metrics)
 from trainables.config import DistillConfig, parse_assignments
 from trainables.errors import UserError, choice_error, exit_on_user_error
 
@@ -195,18 +195,71 @@ def study_config(args: argparse.Namespace, method: str, store: Store | None, stu
     return cfg, f"best recorded trial {run_id}"
 
 
-def study_grid(study: Study, values: list, seeds: list[int]) -> dict[str, list]:
-    """The grid one method's sweep runs: every value × every seed."""
-    return {study.param: list(values), "seed": list(seeds)}
+def study_values(study: Study, values: list | None, cfg: DistillConfig) -> list:
+    """The grid of the studied field: ``values`` or the study's default, student depths clipped to
+    the teacher's."""
+    values = sorted(values or study.values)
+    if study.param == "student_layers":
+        if cfg.student:
+            raise UserError(f"--student {cfg.student!r} fixes the student model; the student-size study "
+                            "varies the depth of the student cut from the teacher (leave out --student)")
+        depth = teacher_depth(cfg)
+        clipped = clip_layers(values, depth)
+        if clipped != values:
+            print(f"student_layers clipped to the teacher's {depth} layers: {clipped}")
+        values = clipped
+    elif not cfg.student:
+        depth = teacher_depth(cfg)
+        if cfg.student_layers > depth:
+            raise UserError(f"student_layers={cfg.student_layers} is more than the {depth} layers of teacher "
+                            f"{cfg.teacher!r}; pass --set student_layers=K with K <= {depth}")
+    return values
 
 
-def run_study(args: argparse.Namespace, study: Study, methods: list[str], values: list,
-              seeds: list[int]) -> list[str]:
-    """Run the study's sweeps (one per method); return their sweep names."""
-    from tuner import sweep as tuner_sweep  # noqa: F401  (wired in once the grid API lands)
+def open_store_if_any(uri: str | None, experiment: str | None) -> Store | None:
+    """The store to look best configurations up in, or None when nothing is recorded yet."""
+    try:
+        store = Store(uri, experiment)
+        store.experiment_id
+        return store
+    except UserError:
+        return None
 
-    raise UserError("running a study needs the grid sweep API of tuner.sweep, which is not available "
-                    "yet; use --from-mlflow to re-plot recorded study runs")
+
+def run_study(args: argparse.Namespace, study: Study, methods: list[str], values: list | None) -> tuple[list[str], str, list]:
+    """One grid sweep per method over (studied value × seed), tagged ``distill.study``; returns
+    the sweep names, the task as recorded and the values run."""
+    from tuner import cluster
+    from tuner.sweep import SweepSpec, run_sweep
+
+    store = open_store_if_any(args.mlflow_uri, args.experiment)
+    plans = []
+    for method in methods:
+        cfg, source = study_config(args, method, store, study)
+        plans.append((method, cfg, source))
+    for _, cfg, _ in plans:
+        grid_values = study_values(study, values, cfg)
+    first_seed = plans[0][1].seed
+    seeds = [first_seed + i for i in range(args.seeds)]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    task_label = os.path.basename(os.path.normpath(plans[0][1].task))
+    names = []
+    with cluster.connect(args.address):  # one Ray instance for every method's sweep
+        for method, cfg, source in plans:
+            name = f"study-{study.name}-{task_label}-{method}-{stamp}"
+            print(f"{name}: {study.param} in {grid_values} × seed in {seeds}; other hyperparameters: "
+                  f"{source}" + (" with --set / budget options" if args.assignments else ""))
+            config = {k: v for k, v in cfg.to_dict().items() if k not in ("method", "output_dir")}
+            spec = SweepSpec(method=method, config=config, grid={study.param: grid_values, "seed": seeds},
+                             num_samples=1, scheduler="fifo", mlflow_uri=args.mlflow_uri,
+                             experiment=args.experiment or DEFAULT_EXPERIMENT,
+                             storage_path=args.storage_path, address=args.address,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             max_concurrent=args.max_concurrent, name=name,
+                             tags={TAG_STUDY: study.name}, verbose=args.verbose)
+            run_sweep(spec)
+            names.append(name)
+    return names, plans[0][1].task, grid_values
 
 
 def log_study_artifacts(store: Store, study: Study, task: str, files: list[str], info: dict) -> str:
@@ -241,12 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="output folder (default: reports/<task>)")
     add_model_and_data_args(parser)
     parser.add_argument("--mlflow-uri", default=None,
-                        help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
+                        help="tracking URI (default: sqlite:///<cwd>/mlflow.db, as the sweeps)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: distill-tune)")
     parser.add_argument("--storage-path", default=None, help="Ray Tune storage path")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
-    parser.add_argument("--gpus-per-trial", type=float, default=None)
-    parser.add_argument("--cpus-per-trial", type=float, default=None)
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0)
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
+    parser.add_argument("--verbose", type=int, default=1, help="Ray Tune's console output (0 silent .. 3)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda")
     return parser
 
@@ -266,14 +321,22 @@ def main(argv: list[str] | None = None) -> dict:
         points = recorded_study(store, study, args.task, methods, values)
         result = plot_study(points, study, args.task, out_dir)
     else:
-        result = _run_and_plot(args, study, methods or list(DEFAULT_METHODS), values)
+        result = _run_and_plot(args, study, methods or list(DEFAULT_METHODS), values, out_dir)
     print(result["plotted"].to_string(index=False))
     print("\nwrote " + ", ".join(result[k] for k in ("csv", "png", "summary")))
     return result
 
 
-def _run_and_plot(args, study: Study, methods: list[str], values: list | None) -> dict:
-    return run_study(args, study, methods, values, [])
+def _run_and_plot(args, study: Study, methods: list[str], values: list | None, out_dir: str) -> dict:
+    sweeps, task, grid_values = run_study(args, study, methods, values)
+    store = Store(args.mlflow_uri, args.experiment)
+    points = recorded_study(store, study, task, methods, sweeps=sweeps)
+    result = plot_study(points, study, args.task, out_dir)
+    run_id = log_study_artifacts(store, study, task, [result[k] for k in ("csv", "png", "summary")], {
+        "study": study.name, "param": study.param, "values": grid_values, "methods": ",".join(methods),
+        "seeds": args.seeds, "sweeps": ",".join(sweeps)})
+    print(f"study figure and data logged to MLflow run {run_id}")
+    return {**result, "sweeps": sweeps, "study_run_id": run_id}
 
 
 if __name__ == "__main__":

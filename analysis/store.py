@@ -31,25 +31,12 @@ import pandas as pd
 
 from trainables.config import HPARAMS, DistillConfig
 from trainables.errors import UserError
+from tuner.tracking import (ARTIFACT_STEP_LOGS, DEFAULT_EXPERIMENT, ROLE_SWEEP, ROLE_TRIAL,  # noqa: F401
+                            STATUS_ERROR, TAG_ERROR, TAG_METHOD, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN,
+                            TAG_STATUS, TAG_STUDY, TAG_SWEEP, TAG_TASK, TAG_TRIAL_ID,
+                            resolve_tracking_uri)
 
-# ---- the tracking schema (names shared with the sweep side) -------------------------------------
-
-DEFAULT_EXPERIMENT = "distill-tune"
-DEFAULT_DB_FILE = "mlflow.db"
-
-TAG_ROLE = "distill.role"
-ROLE_SWEEP = "sweep"
-ROLE_TRIAL = "trial"
-TAG_SWEEP = "distill.sweep"
-TAG_TRIAL_ID = "distill.trial_id"
-TAG_METHOD = "distill.method"
-TAG_TASK = "distill.task"
-TAG_STATUS = "distill.status"
-TAG_ERROR = "distill.error"
-TAG_STUDY = "distill.study"
-TAG_SEED_RERUN = "distill.seed_rerun"
-TAG_PARENT = "mlflow.parentRunId"
-STATUS_ERROR = "ERROR"
+# ---- the tracking schema: the names tuner.tracking writes ---------------------------------------
 
 #: tag -> DataFrame column
 TAG_COLUMNS = {
@@ -69,33 +56,21 @@ EXTRA_INT_PARAMS = ("teacher_params", "student_params", "teacher_layers", "stude
 #: the final metric holding a run's best dev score, in order of preference
 SCORE_COLUMNS = ("best_eval_score", "eval_score")
 
-STEP_LOGS_ARTIFACT = "step_logs.csv"
 _PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
-def default_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else the SQLite store ``mlflow.db`` in the current directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath(DEFAULT_DB_FILE)}"
-
-
 def normalise_uri(uri: str | None) -> str:
-    """A tracking URI; a bare path to a ``.db`` file becomes ``sqlite:///<abs path>``."""
-    if not uri:
-        return default_tracking_uri()
-    if "://" not in uri and uri.endswith((".db", ".sqlite")):
-        return f"sqlite:///{os.path.abspath(uri)}"
-    return uri
+    """The tracking URI as the sweeps resolve it (default ``sqlite:///<cwd>/mlflow.db``; a bare
+    ``*.db`` path becomes ``sqlite:///<abs path>``, another bare path a ``file://`` URI)."""
+    return resolve_tracking_uri(uri)
 
 
 def _local_store_path(uri: str) -> str | None:
-    """The file or folder a local tracking URI points at (None for servers)."""
+    """The file or folder a local tracking URI points at (None for servers and databases)."""
     if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
-        return path if path.startswith("/") or os.name == "nt" else "/" + path
+        return uri[len("sqlite:///"):]
     if uri.startswith("file://"):
         return uri[len("file://"):]
-    if "://" not in uri:
-        return uri
     return None
 
 
@@ -294,8 +269,9 @@ class Store:
 
     # ---- curves ------------------------------------------------------------------------------
     def metric_history(self, run_id: str, keys: Iterable[str]) -> pd.DataFrame:
-        """Step metrics of one run, wide: a ``step`` column and one column per key that was logged
-        (a key logged twice at one step keeps its latest value). Empty frame when none was."""
+        """Step metrics of one run, wide: a ``step`` column and one column per key that was logged.
+        A key logged twice at one step keeps its first value: the sweeps log the final
+        ``eval_score`` (= the best) again at the last step, after that step's evaluation."""
         frames = []
         for key in keys:
             hist = self.client.get_metric_history(run_id, key)
@@ -303,13 +279,13 @@ class Store:
                 continue
             h = pd.DataFrame([(m.step, m.timestamp, m.value) for m in hist],
                              columns=["step", "timestamp", key])
-            h = h.sort_values(["step", "timestamp"]).drop_duplicates("step", keep="last")
+            h = h.sort_values(["step", "timestamp"]).drop_duplicates("step", keep="first")
             frames.append(h.drop(columns="timestamp").set_index("step"))
         if not frames:
             return pd.DataFrame(columns=["step"])
         return pd.concat(frames, axis=1).sort_index().reset_index()
 
-    def artifact_csv(self, run_id: str, path: str = STEP_LOGS_ARTIFACT) -> pd.DataFrame | None:
+    def artifact_csv(self, run_id: str, path: str = ARTIFACT_STEP_LOGS) -> pd.DataFrame | None:
         """A CSV artifact of a run as a DataFrame, or None when the run has no such artifact."""
         import mlflow.artifacts
 

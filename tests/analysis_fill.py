@@ -39,9 +39,10 @@ class Filler:
               metrics: dict | None = None, history: dict | None = None, step_logs: pd.DataFrame | None = None,
               student_params: int = 11_000_000, teacher_params: int = 22_000_000,
               **config) -> str:
-        """One trial run: params of ``DistillConfig(method, task, **config)``, final metrics
-        ``best_eval_score``/``eval_score``/``best_eval_<primary>`` = ``score`` plus ``metrics``,
-        step metrics ``history`` ({key: [(step, value), ...]}) and an optional step_logs.csv."""
+        """One trial run: params of ``DistillConfig(method, task, **config)``, step metrics
+        ``history`` ({key: [(step, value), ...]}), then final metrics ``best_eval_score`` /
+        ``eval_score`` / ``best_eval_<primary>`` = ``score`` plus ``metrics`` at the last step, and
+        an optional step_logs.csv."""
         from mlflow.entities import Metric, Param, RunTag
 
         primary = {"sst2": "accuracy", "cola": "mcc"}.get(task, "accuracy")
@@ -70,15 +71,17 @@ class Filler:
                      f"eval_{primary}": score, "student_params": student_params,
                      "teacher_params": teacher_params, "param_ratio": teacher_params / student_params}
         final.update(metrics or {})
-        step_metrics = [Metric(k, float(v), self._clock, 10_000) for k, v in final.items()
-                        if k not in (history or {})]
+        # as the sweeps log them: evaluations first, then the final metrics at the last step
+        step_metrics = []
         for key, points in (history or {}).items():
             step_metrics += [Metric(key, float(v), self._clock + i, int(s)) for i, (s, v) in enumerate(points)]
+        last = max((int(s) for points in (history or {}).values() for s, _ in points), default=100)
+        step_metrics += [Metric(k, float(v), self._clock + 900, last) for k, v in final.items()]
         self.client.log_batch(rid, metrics=step_metrics, params=[Param(k, v) for k, v in params.items()],
                               tags=[RunTag("mlflow.runName", run.info.run_name)])
         if step_logs is not None:
             with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, S.STEP_LOGS_ARTIFACT)
+                path = os.path.join(tmp, S.ARTIFACT_STEP_LOGS)
                 step_logs.to_csv(path, index=False)
                 self.client.log_artifact(rid, path)
         self.client.set_terminated(rid, "FAILED" if status == "ERROR" else "FINISHED",

@@ -17,7 +17,7 @@ KD_SEEDS = {42: 0.86, 43: 0.87, 44: 0.88}        # the best kd config, re-run wi
 KD_SPEEDUP = {42: 1.9, 43: 2.0, 44: 2.1}
 KD_SECONDS = {42: 100.0, 43: 110.0, 44: 120.0}
 TEACHER_CURVE = [(10, 0.92), (20, 0.90), (30, 0.88)]
-STUDENT_CURVE = [(10, 0.60), (20, 0.70), (30, 0.89)]
+STUDENT_CURVE = [(10, 0.60), (20, 0.91), (30, 0.89)]   # best at step 20
 STEP_LOGS = pd.DataFrame({"step": [1, 2, 3, 4], "loss": [0.9, 0.8, 0.7, 0.6],
                           "alpha": [0.5, 0.45, 0.4, 0.35], "beta": [0.5, 0.55, 0.6, 0.65]})
 
@@ -37,8 +37,9 @@ def filled(tmp_path_factory):
                                     metrics={"speedup": KD_SPEEDUP[seed], "train_seconds": KD_SECONDS[seed]})
     f.trial("pkd", None, status="ERROR")
     f.trial("pkd", 0.83, beta=100.0)
-    ids["metadistil"] = f.trial("metadistil", 0.89, eval_teacher=True,
-                                history={"eval_score": STUDENT_CURVE, "teacher_eval_score": TEACHER_CURVE})
+    ids["metadistil"] = f.trial("metadistil", 0.91, eval_teacher=True, history={
+        "eval_score": STUDENT_CURVE, "eval_accuracy": STUDENT_CURVE,
+        "teacher_eval_score": TEACHER_CURVE, "teacher_eval_accuracy": TEACHER_CURVE})
     ids["mak"] = f.trial("meta-adaptive-kd", 0.81, step_logs=STEP_LOGS,
                          history={"train_alpha": [(2, 0.47), (4, 0.37)], "train_beta": [(2, 0.53), (4, 0.63)]})
     f.trial("metadistil", 0.95, study="temperature", temperature=1.0)  # a study run: not in the table
@@ -147,6 +148,10 @@ def test_dynamics_alpha_beta_and_teacher_student(filled, tmp_path):
     assert list(ts["data"]["teacher"]) == [v for _, v in TEACHER_CURVE]
     assert list(ts["data"]["student"]) == [v for _, v in STUDENT_CURVE]
     assert ids["metadistil"][:8] in ts["png"] and os.path.getsize(ts["png"]) > 0
+    # eval_score's final (best) value, logged again at the last step, does not replace that
+    # step's evaluation in the curve
+    assert store.run(ids["metadistil"])["eval_score"] == 0.91
+    assert list(store.metric_history(ids["metadistil"], ["eval_score"])["eval_score"]) == [0.60, 0.91, 0.89]
 
 
 def test_dynamics_alpha_beta_falls_back_to_eval_means(filled):
