@@ -52,3 +52,4 @@ def tiny_bert4(tmp_path_factory) -> str:
     from tiny_models import make_tiny_bert
 
     return make_tiny_bert(str(tmp_path_factory.mktemp("tiny-bert4")), layers=4)
+from ray_fixtures import *  # noqa: E402,F401,F403  (the sweep tests: Ray session, MLflow store, tiny runs)

@@ -1,0 +1,58 @@
+"""Fixtures for the sweep tests (imported by conftest.py): one Ray instance per test session, a
+shared SQLite MLflow store and tiny-run settings, so a trial takes seconds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+#: config of a seconds-long trial: a tiny random BERT teacher (2 layers, hidden 32) fine-tuned for
+#: one epoch, a 1-layer student, a few rows of real SST-2, short sequences
+TINY_RUN = {"task": "sst2", "teacher_epochs": 1, "max_train_samples": 48, "max_eval_samples": 64,
+            "max_seq_length": 32, "batch_size": 16, "epochs": 1, "student_layers": 1}
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray instance (2 CPUs, no dashboard) shared by every test that sweeps; yields its
+    address so subprocess drivers can join it."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sweep_root(tmp_path_factory):
+    """One folder for the session's sweeps: storage, teacher cache and the MLflow database."""
+    return tmp_path_factory.mktemp("sweeps")
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(sweep_root) -> str:
+    """One SQLite store for the session (creating its tables takes seconds); tests use their own
+    experiments in it."""
+    return "sqlite:///" + str(sweep_root / "mlflow.db")
+
+
+@pytest.fixture
+def tiny_config(data_dir, tiny_bert, sweep_root) -> dict:
+    """DistillConfig fields of a tiny run on the real data with conftest's ``tiny_bert`` (2 layers,
+    hidden 32) as the teacher backbone; the fine-tuned teacher cache is shared by the session."""
+    return {**TINY_RUN, "data_dir": data_dir, "teacher": tiny_bert,
+            "cache_dir": str(sweep_root / "teacher-cache")}
+
+
+def tiny_cli_args(cfg: dict) -> list[str]:
+    """The launch options for :func:`tiny_config`."""
+    return ["--task", cfg["task"], "--data-dir", cfg["data_dir"], "--teacher", cfg["teacher"],
+            "--teacher-epochs", str(cfg["teacher_epochs"]), "--max-train-samples", str(cfg["max_train_samples"]),
+            "--max-eval-samples", str(cfg["max_eval_samples"]), "--max-seq-length", str(cfg["max_seq_length"]),
+            "--batch-size", str(cfg["batch_size"]), "--epochs", str(cfg["epochs"]),
+            "--student-layers", str(cfg["student_layers"]), "--cache-dir", cfg["cache_dir"]]

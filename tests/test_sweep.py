@@ -1,0 +1,203 @@
+"""Sweeps for real: Ray Tune + Optuna + ASHA on a local Ray instance, tracked in a SQLite MLflow
+store and read back with MlflowClient; tiny models on a few rows of real SST-2.
+
+* an end-to-end MetaDistil search through the CLI (3 trials + 2 seed re-runs);
+* a grid sweep in which one trial's loss becomes NaN: it is recorded as errored, the others finish;
+* a sweep whose driver is killed, then resumed: no trial lost, none re-run, no MLflow run twice.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from ray_fixtures import tiny_cli_args
+from trainables.config import DistillConfig
+from tuner import launch, tracking
+from tuner.sweep import grid_sweep
+
+pytestmark = pytest.mark.slow
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def runs_of(uri: str, experiment: str, sweep: str) -> tuple[object, list]:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`distill.sweep` LIKE '{sweep}%'",
+                              max_results=1000)
+    parents = [r for r in runs if r.data.tags.get(tracking.TAG_ROLE) == tracking.ROLE_SWEEP]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    children = [r for r in runs if r.data.tags.get(tracking.TAG_PARENT) == parents[0].info.run_id]
+    return parents[0], children
+
+
+def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_path):
+    out = tmp_path / "summary.json"
+    summary = launch.main([
+        "--method", "metadistil", *tiny_cli_args(tiny_config), "--num-samples", "3",
+        "--evals-per-epoch", "2", "--seeds", "2", "--tag", "distill.study=e2e",
+        "--mlflow-uri", mlflow_uri, "--experiment", "test-e2e", "--storage-path", str(tmp_path / "store"),
+        "--name", "meta-e2e", "--output-json", str(out), "--quiet"])
+    written = json.loads(out.read_text())
+    for key in ("best_config", "best_metric", "metric_name", "trials", "mlflow_experiment", "best_student_path"):
+        assert key in written
+    assert written["metric_name"] == "accuracy" and written["mlflow_experiment"] == "test-e2e"
+    assert written["best_metric"] == summary["best_metric"]
+    assert len(written["trials"]) == 3 and sum(written["counts"].values()) == 3
+    assert written["counts"]["ERROR"] == 0
+
+    client = MlflowClient(mlflow_uri)
+    parent, children = runs_of(mlflow_uri, "test-e2e", "meta-e2e")
+    assert parent.info.run_name == "meta-e2e" and parent.info.status == "FINISHED"
+    assert parent.data.tags[tracking.TAG_METHOD] == "metadistil" and parent.data.tags[tracking.TAG_TASK] == "sst2"
+    reruns = [r for r in children if r.data.tags.get(tracking.TAG_SEED_RERUN) == "true"]
+    trials = [r for r in children if tracking.TAG_SEED_RERUN not in r.data.tags]
+    assert len(trials) == 3 and len(reruns) == 2
+
+    by_id = {t["trial_id"]: t for t in written["trials"]}
+    assert {r.data.tags[tracking.TAG_TRIAL_ID] for r in trials} == set(by_id)
+    fields = set(DistillConfig().to_dict())
+    for run in trials:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        entry = by_id[tags[tracking.TAG_TRIAL_ID]]
+        assert tags[tracking.TAG_ROLE] == "trial" and tags[tracking.TAG_SWEEP] == "meta-e2e"
+        assert tags[tracking.TAG_METHOD] == "metadistil" and tags[tracking.TAG_TASK] == "sst2"
+        assert tags[tracking.TAG_STUDY] == "e2e"
+        assert tags[tracking.TAG_STATUS] == entry["status"] != "ERROR"
+        assert fields | set(tracking.MODEL_PARAMS) <= set(params)
+        assert params["method"] == "metadistil" and params["inner_lr"] == "None"
+        for name, value in entry["config"].items():  # the sampled hyperparameters
+            assert params[name] == str(value)
+        assert {"teacher_lr", "pilot_update", "meta_interval"} <= set(entry["config"])
+        assert int(params["student_layers"]) == 1 and int(params["teacher_layers"]) == 2
+        history = client.get_metric_history(run.info.run_id, "eval_score")
+        steps = [m.step for m in history]
+        assert steps == sorted(steps) and len(steps) >= 2  # per evaluation, then the final value
+        assert metrics["eval_score"] == metrics["best_eval_score"] == entry["metrics"]["best_eval_score"]
+        assert metrics["best_eval_score"] == max(m.value for m in history)
+        assert "train_loss" in metrics and "eval_accuracy" in metrics and "best_eval_accuracy" in metrics
+        assert metrics["student_params"] < metrics["teacher_params"] and "student_layers" in metrics
+        if entry["status"] == "TERMINATED":
+            for key in ("train_seconds", "param_ratio", "speedup", "student_infer_seconds"):
+                assert key in metrics
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"step_logs.csv", "summary.json"} <= artifacts
+            local = client.download_artifacts(run.info.run_id, "step_logs.csv", str(tmp_path))
+            header = open(local).readline().strip().split(",")
+            assert header[0] == "step" and "loss" in header
+
+    terminated = [t for t in written["trials"] if t["status"] == "TERMINATED"]
+    assert written["best_metric"] == max(t["metrics"]["best_eval_score"] for t in terminated)
+    assert written["best_config"] == by_id[written["best_trial_id"]]["config"]
+
+    # the deployable student: on disk under the storage dir, and on the parent run
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = written["best_student_path"]
+    assert path.startswith(str(tmp_path / "store"))
+    AutoModelForSequenceClassification.from_pretrained(path)
+    AutoTokenizer.from_pretrained(path)
+    assert "student/config.json" in {a.path for a in client.list_artifacts(parent.info.run_id, "student")}
+
+    seeds = written["seeds"]
+    assert seeds["n"] == 2 and seeds["mean"] is not None and seeds["std"] >= 0
+    assert sorted(int(r.data.params["seed"]) for r in reruns) == seeds["seeds"]
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(ray_session, tiny_config, mlflow_uri, tmp_path):
+    # temperature=1e-45 underflows the soft targets: the first training loss is NaN, so the
+    # engine raises NonFiniteLossError in that trial only
+    summary = grid_sweep("kd", "temperature", [2.0, 1e-45, 4.0], config=tiny_config,
+                         tags={tracking.TAG_STUDY: "fail-test"}, mlflow_uri=mlflow_uri,
+                         experiment="test-fail", storage_path=str(tmp_path / "store"), name="fails",
+                         evals_per_epoch=2, verbose=0)
+    assert summary["counts"] == {"TERMINATED": 2, "ERROR": 1, "EARLY_STOPPED": 0}
+    failed = [t for t in summary["trials"] if t["status"] == "ERROR"]
+    assert failed[0]["config"]["temperature"] == 1e-45
+    assert "NonFiniteLossError" in failed[0]["error"]
+    assert summary["best_config"]["temperature"] in (2.0, 4.0)
+
+    _, children = runs_of(mlflow_uri, "test-fail", "fails")
+    assert len(children) == 3
+    by_status = {r.data.tags[tracking.TAG_STATUS]: r for r in children}
+    bad = by_status["ERROR"]
+    assert bad.info.status == "FAILED" and float(bad.data.params["temperature"]) == 1e-45
+    assert "NonFiniteLossError" in bad.data.tags[tracking.TAG_ERROR]
+    assert "nan" in bad.data.tags[tracking.TAG_ERROR]
+    good = [r for r in children if r.data.tags[tracking.TAG_STATUS] == "TERMINATED"]
+    assert len(good) == 2 and all(r.info.status == "FINISHED" for r in good)
+    assert all(r.data.tags[tracking.TAG_STUDY] == "fail-test" for r in children)
+
+
+def _terminated_in_state(experiment_dir: str) -> tuple[set[str], int]:
+    """Trial ids Ray's saved experiment state has as TERMINATED, and how many trials it has."""
+    done, total = set(), 0
+    for path in glob.glob(os.path.join(experiment_dir, "experiment_state-*.json")):
+        try:
+            with open(path) as fh:
+                state = json.load(fh)
+        except (OSError, ValueError):  # being rewritten
+            continue
+        for item in state["trial_data"]:
+            trial = json.loads(item[0])
+            total += 1
+            if trial["status"] == "TERMINATED":
+                done.add(trial["trial_id"])
+    return done, total
+
+
+def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, tiny_config, mlflow_uri,
+                                                                   tmp_path):
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-m", "tuner.launch", "--method", "kd", *tiny_cli_args(tiny_config),
+           "--epochs", "2", "--evals-per-epoch", "2", "--num-samples", "4", "--max-concurrent", "1",
+           "--scheduler", "fifo", "--address", ray_session, "--mlflow-uri", mlflow_uri,
+           "--experiment", "test-resume", "--storage-path", str(store), "--name", "resumed", "--quiet"]
+    driver = subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": REPO})
+    deadline = time.time() + 150
+    done: set[str] = set()
+    try:
+        while time.time() < deadline and driver.poll() is None:
+            done, _ = _terminated_in_state(str(store / "resumed"))
+            if done:
+                break
+            time.sleep(0.3)
+    finally:
+        driver.send_signal(signal.SIGKILL)  # the driver dies without any clean-up
+        _, err = driver.communicate(timeout=30)
+    assert done, f"no trial finished before the deadline: {err.decode()[-2000:]}"
+    assert len(done) < 4, "the sweep finished before it could be interrupted"
+
+    client = MlflowClient(mlflow_uri)
+    _, before = runs_of(mlflow_uri, "test-resume", "resumed")
+    finished = {r.data.tags[tracking.TAG_TRIAL_ID]: r for r in before if r.data.tags[tracking.TAG_TRIAL_ID] in done}
+    assert set(finished) == done
+    history = {tid: len(client.get_metric_history(r.info.run_id, "eval_score")) for tid, r in finished.items()}
+
+    out = tmp_path / "resumed.json"
+    summary = launch.main(["--resume", "--name", "resumed", "--storage-path", str(store),
+                           "--output-json", str(out), "--quiet"])
+    assert summary["num_trials"] == 4 and summary["counts"]["TERMINATED"] == 4
+    assert json.loads(out.read_text())["counts"]["TERMINATED"] == 4
+    assert done <= {t["trial_id"] for t in summary["trials"]}
+
+    _, after = runs_of(mlflow_uri, "test-resume", "resumed")
+    ids = [r.data.tags[tracking.TAG_TRIAL_ID] for r in after]
+    assert len(ids) == 4 and len(set(ids)) == 4  # one run per trial, none duplicated
+    assert all(r.data.tags[tracking.TAG_STATUS] == "TERMINATED" and r.info.status == "FINISHED" for r in after)
+    for tid, run in finished.items():  # the trials that had finished were not run again
+        same = [r for r in after if r.data.tags[tracking.TAG_TRIAL_ID] == tid][0]
+        assert same.info.run_id == run.info.run_id
+        assert len(client.get_metric_history(run.info.run_id, "eval_score")) == history[tid]
+    for run in after:  # no evaluation step logged twice (a resumed trial continues its run)
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")]
+        assert len(steps) == len(set(steps))

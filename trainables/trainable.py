@@ -1,0 +1,192 @@
+"""The Ray Tune function trainable: one trial = one config through :func:`trainables.experiment.run`.
+
+This is the only module of ``trainables`` that imports Ray. :func:`make_trainable` returns the
+function Tune runs for every trial of a method; the trial's ``config`` (the sampled and fixed
+hyperparameters) is laid over ``base`` (every other :class:`DistillConfig` field, absolute paths).
+
+At each evaluation the trial calls ``ray.tune.report`` with
+
+* the engine's metrics (``eval_score``, ``eval_<m>``, ``train_loss``, ``train_<x>``, ``step``,
+  ``epoch``, ``best_eval_score``, ...; numeric values only);
+* ``evaluation`` (1, 2, ...: the scheduler's time axis), ``best_eval_<m>`` (the best evaluation's
+  values so far), the model ids and sizes (:data:`MODEL_KEYS`) and ``node_id``;
+* a checkpoint (every ``checkpoint_every`` evaluations) holding the engine state, the per-step
+  logs so far (``step_logs.csv``) and this wrapper's state.
+
+After training it reports once more: ``final_report = 1``, ``eval_score`` = ``best_eval_score``,
+the best evaluation's ``best_eval_<m>``, ``train_seconds``, sizes, ``param_ratio``, ``speedup``,
+inference times; with a final checkpoint holding the best student (``student/``, saved with its
+tokenizer, ready to deploy), ``summary.json`` and ``step_logs.csv``. The final report carries no
+``evaluation`` key, so ASHA does not treat it as another rung. A trial restarted from a final
+checkpoint (a resumed sweep whose driver died after the trial ended) re-reports its final result
+without training again.
+
+A trial that raises (including :class:`~trainables.engine.NonFiniteLossError` on a NaN/inf loss)
+fails in Ray with that exception; the sweep records it and goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # Ray, torch and the engine load in the trial (the names below stay cheap)
+    from trainables.experiment import Prepared
+
+EVALUATION = "evaluation"        # 1, 2, ... at each evaluation; absent from the final report
+FINAL = "final_report"           # 1 in the report made after training ended
+NODE = "node_id"                 # the Ray node the trial ran on
+MODEL_KEYS = ("teacher_id", "student_id", "teacher_params", "student_params", "teacher_layers",
+              "student_layers")
+
+STATE_FILE = "trial_state.json"
+STEP_LOGS_FILE = "step_logs.csv"
+SUMMARY_FILE = "summary.json"
+STUDENT_DIR = "student"
+
+#: summary values copied into the final report (when the method produced them)
+FINAL_SUMMARY_KEYS = ("train_seconds", "student_params", "teacher_params", "param_ratio", "speedup",
+                      "student_infer_seconds", "teacher_infer_seconds", "final_train_loss", "best_step",
+                      "student_layers", "teacher_layers")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def model_info(prep: "Prepared") -> dict[str, Any]:
+    """Ids and sizes of the run's student and (first) teacher."""
+    info: dict[str, Any] = {"student_id": prep.student_info.source,
+                            "student_params": prep.student_info.params,
+                            "student_layers": prep.student_info.layers}
+    if prep.teacher_info is not None:
+        info.update(teacher_id=",".join(prep.teacher_paths), teacher_params=prep.teacher_info.params,
+                    teacher_layers=prep.teacher_info.layers)
+    return info
+
+
+def write_step_logs(logs: list[dict], path: str) -> None:
+    """The engine's per-step logs as CSV: ``step`` (1-based) then every logged key."""
+    keys: list[str] = []
+    for row in logs:
+        keys += [k for k in row if k not in keys]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", *keys])
+        for i, row in enumerate(logs, start=1):
+            writer.writerow([i, *(row.get(k, "") for k in keys)])
+
+
+def read_step_logs(path: str) -> list[dict[str, float]]:
+    with open(path, newline="") as fh:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+
+
+class _TrialState:
+    """What the wrapper adds to the engine's state: evaluation count, best metrics, model info."""
+
+    def __init__(self, evaluation: int = 0, best: dict | None = None, model: dict | None = None,
+                 final: dict | None = None):
+        self.evaluation, self.best, self.model, self.final = evaluation, best, model or {}, final
+
+    def save(self, directory: str) -> None:
+        with open(os.path.join(directory, STATE_FILE), "w") as fh:
+            json.dump(vars(self), fh)
+
+    @classmethod
+    def load(cls, directory: str) -> "_TrialState":
+        path = os.path.join(directory, STATE_FILE)
+        if not os.path.isfile(path):
+            return cls()
+        with open(path) as fh:
+            return cls(**json.load(fh))
+
+
+def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = None,
+                   checkpoint_every: int = 1) -> Callable[[dict], None]:
+    """The Tune function trainable of ``method``: ``trainable(config)``.
+
+    ``base`` holds the config fields the sweep does not vary (validated by the caller);
+    ``threads`` sets torch's CPU threads in the trial (the trial's CPU share);
+    ``checkpoint_every`` evaluations a checkpoint is reported (the final one always is).
+    """
+    base = {**base, "method": method}
+    checkpoint_every = max(1, int(checkpoint_every))
+
+    def trainable(config: dict) -> None:
+        import ray
+        import torch
+        from ray import tune
+
+        from trainables.config import DistillConfig
+
+        if threads:
+            torch.set_num_threads(max(1, int(threads)))
+        cfg = DistillConfig.from_dict({**base, **config})
+        node = ray.get_runtime_context().get_node_id()
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            _train(cfg, _TrialState(), None, node, checkpoint_every)
+            return
+        with checkpoint.as_directory() as directory:
+            state = _TrialState.load(directory)
+            if state.final is not None:  # it had finished: report the same result, train nothing
+                tune.report({**state.final, NODE: node})
+                return
+            _train(cfg, state, directory, node, checkpoint_every)
+
+    trainable.__name__ = method.replace("-", "_")
+    trainable.__qualname__ = trainable.__name__
+    return trainable
+
+
+def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
+           checkpoint_every: int) -> None:
+    from ray import tune
+
+    from trainables.experiment import run, save_model
+
+    held: dict[str, Prepared] = {}
+
+    def on_prepared(prep: "Prepared") -> None:
+        held["prep"] = prep
+        state.model = model_info(prep)
+
+    def report(metrics: dict, save_checkpoint: Callable[[str], None]) -> None:
+        state.evaluation += 1
+        if state.best is None or metrics["eval_score"] > state.best["eval_score"]:
+            state.best = {k: v for k, v in metrics.items() if k.startswith("eval_")}
+        result = {k: v for k, v in metrics.items() if _is_number(v)}
+        result.update({f"best_{k}": v for k, v in state.best.items()})
+        result.update(state.model)
+        result.update({EVALUATION: state.evaluation, NODE: node})
+        if state.evaluation % checkpoint_every:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory(prefix="distill-ckpt-") as tmp:
+            save_checkpoint(tmp)
+            state.save(tmp)
+            write_step_logs(held["prep"].engine.result.logs, os.path.join(tmp, STEP_LOGS_FILE))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    summary = run(cfg, report=report, resume_from=resume_from, on_prepared=on_prepared)
+    prep = held["prep"]
+    best = {k: v for k, v in summary.items() if k.startswith("eval_") and _is_number(v)}
+    final: dict[str, Any] = {f"best_{k}": v for k, v in best.items()}
+    final.update({k: summary[k] for k in FINAL_SUMMARY_KEYS if _is_number(summary.get(k))})
+    final.update(state.model)
+    final.update({"step": prep.engine.step, "best_eval_score": summary["eval_score"],
+                  "eval_score": summary["eval_score"], FINAL: 1})
+    state.final = final
+    with tempfile.TemporaryDirectory(prefix="distill-final-") as tmp:
+        save_model(prep.engine.best_student_model(), prep.tokenizer, os.path.join(tmp, STUDENT_DIR))
+        write_step_logs(prep.engine.result.logs, os.path.join(tmp, STEP_LOGS_FILE))
+        with open(os.path.join(tmp, SUMMARY_FILE), "w") as fh:
+            json.dump({**summary, "config": cfg.to_dict()}, fh, indent=2, default=str)
+        state.save(tmp)
+        tune.report({**final, NODE: node}, checkpoint=tune.Checkpoint.from_directory(tmp))
+

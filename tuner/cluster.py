@@ -1,0 +1,118 @@
+"""Connecting to Ray (a local instance or an existing cluster) and checking what it offers.
+
+* ``--address`` unset: a local Ray instance with this machine's CPUs/GPUs (no dashboard).
+* ``--address auto`` / ``HOST:PORT`` / ``ray://HOST:PORT``: an existing cluster (``ray start
+  --head`` ...); a HOST:PORT that does not answer is a one-line error, not a long hang.
+* A process already connected to Ray (tests, notebooks) keeps its connection.
+
+:func:`check_trial_resources` rejects a per-trial request no single node can satisfy (Tune would
+otherwise wait forever), and :func:`run_remote` runs a function as a Ray task (the teacher stage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from trainables.errors import UserError
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    addr = address.split("://", 1)[-1]
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host or "127.0.0.1", int(port)
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """A cluster address must answer before Ray tries (and retries) to join it."""
+    if not address or address == "auto" or address == "local":
+        return
+    hp = _host_port(address)
+    if hp is None:
+        raise UserError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or 'auto'")
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            pass
+    except OSError as err:
+        raise UserError(f"no Ray cluster answers at --address {address} ({err.strerror or err}); start one "
+                        f"with `ray start --head` or leave --address out for a local instance") from None
+
+
+@contextlib.contextmanager
+def connect(address: str | None = None, *, num_cpus: int | None = None,
+            num_gpus: int | None = None) -> Iterator[dict[str, Any]]:
+    """Connect to Ray for the duration of the block; shut down only what this call started.
+    Yields ``{"address": ..., "started": bool}``."""
+    import ray
+
+    check_address(address)
+    if ray.is_initialized():
+        yield {"address": ray.get_runtime_context().gcs_address, "started": False}
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+                              "configure_logging": True, "logging_level": "WARNING"}
+    if address and address != "local":
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as err:
+        raise UserError(f"cannot connect to the Ray cluster at --address {address}: {err}") from None
+    try:
+        yield {"address": ray.get_runtime_context().gcs_address, "started": True}
+    finally:
+        ray.shutdown()
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Total resources of each alive node."""
+    import ray
+
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+def check_trial_resources(cpus: float, gpus: float) -> dict[str, float]:
+    """A trial's CPUs/GPUs must fit on one node of the cluster. Returns the cluster totals."""
+    if cpus <= 0:
+        raise UserError(f"--cpus-per-trial must be > 0, got {cpus}")
+    if gpus < 0:
+        raise UserError(f"--gpus-per-trial must be >= 0, got {gpus}")
+    nodes = node_resources()
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    total = {"CPU": sum(n.get("CPU", 0.0) for n in nodes), "GPU": sum(n.get("GPU", 0.0) for n in nodes),
+             "nodes": len(nodes), "max_node_CPU": most_cpus, "max_node_GPU": most_gpus}
+    if gpus > most_gpus:
+        where = "the cluster has no GPU" if most_gpus == 0 else f"its largest node has {most_gpus:g}"
+        raise UserError(f"--gpus-per-trial {gpus:g} is more than any node offers ({where}); "
+                        f"use --gpus-per-trial 0 or a fraction up to {most_gpus:g}")
+    if cpus > most_cpus:
+        raise UserError(f"--cpus-per-trial {cpus:g} is more than any node offers (the largest has "
+                        f"{most_cpus:g} CPUs)")
+    return total
+
+
+def run_remote(fn, calls: list[tuple], *, num_cpus: float = 1, num_gpus: float = 0) -> list:
+    """Run ``fn(*args)`` for each ``args`` of ``calls`` as Ray tasks (in parallel) and return
+    their values; a UserError raised in a task is raised here as itself."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(fn)
+    try:
+        return ray.get([task.remote(*args) for args in calls])
+    except RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, UserError):
+            raise UserError(str(cause)) from None
+        raise
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

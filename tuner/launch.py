@@ -1,0 +1,193 @@
+"""The front door: a hyperparameter search for one distillation method on one task.
+
+    python -m tuner.launch --method metadistil --task sst2 --max-train-samples 2000 --num-samples 8
+
+runs an Optuna (TPE) search over the method's space with ASHA early stopping on Ray Tune, every
+trial tracked in MLflow, and saves the best trial's student. The embedded defaults fit a laptop
+(2 concurrent trials of 1 CPU each, 1 epoch, 4 evaluations per epoch, ASHA grace period of one
+evaluation); on a cluster, point ``--address`` at it and raise ``--epochs``,
+``--max-concurrent`` and ``--gpus-per-trial`` (fractions share a GPU).
+
+    python -m tuner.launch --list                      # methods, tasks and each method's space
+    python -m tuner.launch ... --set alpha=0.5         # fix a hyperparameter instead of searching it
+    python -m tuner.launch ... --space my_space.yaml   # override ranges (see search_spaces.overrides)
+    python -m tuner.launch ... --grid alpha=0,0.5,1    # a grid instead of the search
+    python -m tuner.launch --resume --name NAME        # continue an interrupted sweep
+    mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db   # compare the trials
+
+Bad input (unknown method/task, a bad --set or --space, more GPUs per trial than a node has, an
+unreachable --address or tracking server) is one line on stderr and exit code 2, before any
+trial starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from trainables.errors import UserError, exit_on_user_error
+
+#: laptop-friendly defaults of the launch CLI (each is an option below)
+LAUNCH_DEFAULTS = {"epochs": 1, "num_samples": 8, "max_concurrent": 2, "cpus_per_trial": 1.0,
+                   "gpus_per_trial": 0.0, "evals_per_epoch": 4, "grace_period": 1,
+                   "reduction_factor": 2.0}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainables.config import field_choices
+    from trainables.run import add_model_and_data_args
+
+    from tuner.sweep import SCHEDULERS
+    from tuner.tracking import DEFAULT_EXPERIMENT
+
+    d = LAUNCH_DEFAULTS
+    p = argparse.ArgumentParser(prog="python -m tuner.launch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", help="a registered method (see --list)")
+    p.add_argument("--list", action="store_true", help="print methods, tasks and each method's search space")
+    add_model_and_data_args(p)
+    p.set_defaults(epochs=d["epochs"])
+    p.add_argument("--student-layers", type=int, default=None,
+                   help="layers of the default truncated student (same as --set student_layers=N)")
+    g = p.add_argument_group("search")
+    g.add_argument("--num-samples", type=int, default=d["num_samples"],
+                   help=f"trials (default {d['num_samples']}; with --grid: repeats of the grid)")
+    g.add_argument("--space", default=None, metavar="FILE", help="YAML overriding search ranges")
+    g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="grid over a hyperparameter instead of the search (repeatable)")
+    g.add_argument("--scheduler", default=None, choices=SCHEDULERS,
+                   help="asha (default for a search) or fifo (default for a grid)")
+    g.add_argument("--grace-period", type=int, default=d["grace_period"],
+                   help=f"ASHA: evaluations before a trial may be stopped (default {d['grace_period']})")
+    g.add_argument("--reduction-factor", type=float, default=d["reduction_factor"],
+                   help=f"ASHA reduction factor (default {d['reduction_factor']:g})")
+    g.add_argument("--evals-per-epoch", type=int, default=d["evals_per_epoch"],
+                   help=f"evaluations per epoch when --eval-steps is not given (default {d['evals_per_epoch']})")
+    g.add_argument("--search-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    g.add_argument("--seeds", type=int, default=0,
+                   help="re-run the best config with N more seeds and report mean ± std")
+    r = p.add_argument_group("resources")
+    r.add_argument("--max-concurrent", type=int, default=d["max_concurrent"],
+                   help=f"trials at once (default {d['max_concurrent']})")
+    r.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"],
+                   help=f"CPUs per trial, also torch's threads (default {d['cpus_per_trial']:g})")
+    r.add_argument("--gpus-per-trial", type=float, default=d["gpus_per_trial"],
+                   help="GPUs per trial; fractions share a GPU (default 0)")
+    r.add_argument("--address", default=None,
+                   help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local one)")
+    r.add_argument("--device", default=None, help=f"one of: {', '.join(field_choices('device'))}")
+    r.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
+    r.add_argument("--cache-dir", default=None,
+                   help="fine-tuned teacher cache (default $TUNER_CACHE_DIR, else the storage path)")
+    r.add_argument("--checkpoint-every", type=int, default=1, help="evaluations between trial checkpoints")
+    o = p.add_argument_group("tracking and output")
+    o.add_argument("--mlflow-uri", default=None,
+                   help="tracking URI (default sqlite:///<cwd>/mlflow.db; http://HOST:PORT for a server)")
+    o.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
+    o.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra MLflow tag on every run of the sweep (e.g. distill.study=NAME)")
+    o.add_argument("--storage-path", default=None,
+                   help="where sweeps, checkpoints, teachers and best students go (default ./ray_results; "
+                        "shared storage on a cluster)")
+    o.add_argument("--name", default=None, help="sweep name (default <method>-<task>-<time>)")
+    o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name")
+    o.add_argument("--output-json", default=None, help="write the summary here")
+    o.add_argument("--quiet", action="store_true", help="no trial table")
+    return p
+
+
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def spec_from_args(args: argparse.Namespace):
+    """The :class:`~tuner.sweep.SweepSpec` of a parsed command line."""
+    from search_spaces.overrides import load_space_file
+    from trainables.config import parse_assignments
+    from trainables.methods import get_method
+    from trainables.run import config_from_args
+
+    from tuner.sweep import SweepSpec
+
+    if not args.method:
+        raise UserError("--method is required (see --list for the methods)")
+    get_method(args.method)
+    fixed = parse_assignments(args.assignments)
+    if args.student_layers is not None:
+        fixed["student_layers"] = args.student_layers
+    cfg = config_from_args(args, method=args.method)  # every field, typed and checked
+    config = {k: v for k, v in cfg.to_dict().items() if k not in fixed and k != "method"}
+    space = None
+    if args.space:
+        load_space_file(args.space)  # validated here: errors name the file
+        import yaml
+
+        with open(args.space) as fh:
+            space = yaml.safe_load(fh) or {}
+    grid = {k.replace("-", "_"): [v.strip() for v in vals.split(",") if v.strip()]
+            for k, vals in _pairs(args.grid, "--grid").items()}
+    return SweepSpec(
+        method=args.method, config=config, fixed=fixed, space=space, grid=grid or None,
+        num_samples=args.num_samples, scheduler=args.scheduler, grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        evals_per_epoch=args.evals_per_epoch, checkpoint_every=args.checkpoint_every,
+        search_seed=args.search_seed, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
+        experiment=args.experiment, storage_path=args.storage_path, name=args.name, address=args.address,
+        tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1)
+
+
+def listing() -> str:
+    """Methods, tasks and each method's search space."""
+    from search_spaces.defaults import SPACES
+    from search_spaces.registry import describe_space
+    from trainables.methods import METHODS
+    from trainables.tasks import TASKS
+
+    lines = ["methods:"]
+    for name, cls in METHODS.items():
+        teacher = "learning teacher" if cls.teacher_learns else ("fixed teacher" if cls.uses_teacher else "no teacher")
+        own = "" if name in SPACES else "  (base space)"
+        lines.append(f"  {name:18s} {teacher}{own}")
+    lines.append("tasks:")
+    for name, task in TASKS.items():
+        lines.append(f"  {name:18s} primary metric {task.primary_metric}; metrics {', '.join(task.metrics)}")
+    lines.append("  (or a folder with train/dev files: --task PATH --text-columns a[,b] --label-column y)")
+    lines.append("search spaces (override with --space FILE, fix with --set key=value):")
+    for name in METHODS:
+        lines.append(f"  {name}:")
+        for param, rng in describe_space(name):
+            lines.append(f"    {param:16s} {rng}")
+    return "\n".join(lines)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict | None:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(listing())
+        return None
+    from tuner.sweep import SweepSpec, run_sweep
+
+    if args.resume:
+        if not args.name:
+            raise UserError("--resume needs --name of the sweep to continue")
+        spec = SweepSpec(method=args.method or "", storage_path=args.storage_path, name=args.name,
+                         address=args.address, output_json=args.output_json, verbose=0 if args.quiet else 1)
+        return run_sweep(spec, resume=True)
+    summary = run_sweep(spec_from_args(args))
+    if args.quiet:
+        print(json.dumps({k: summary[k] for k in ("best_metric", "metric_name", "best_config", "counts",
+                                                  "best_student_path")}, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,427 @@
+"""MLflow tracking of sweeps: the schema's names, the store, the parent run, one run per trial.
+
+All logging happens on the driver, through :class:`MlflowTrialLogger` (a Ray Tune callback), so:
+trials need no access to the tracking store (only the driver does: SQLite works unchanged with
+trials on other nodes), a single process writes to SQLite, and the driver sees every ending of
+a trial (finished, stopped early by the scheduler, raised, or killed with its worker).
+
+Schema (``analysis`` reads these names; keep them stable):
+
+* experiment ``--experiment`` (:data:`DEFAULT_EXPERIMENT`);
+* a parent run per sweep (run name = sweep name; tags ``distill.role=sweep``, ``distill.sweep``,
+  ``distill.method``, ``distill.task``); the best trial's student under artifact path ``student``;
+* a child run per trial (tags ``mlflow.parentRunId``, ``distill.role=trial``, ``distill.sweep``,
+  ``distill.trial_id``, ``distill.method``, ``distill.task``, ``distill.status`` (TERMINATED |
+  ERROR | EARLY_STOPPED), ``distill.error`` (when errored), ``distill.seed_rerun=true`` for
+  ``--seeds`` re-runs, plus the sweep's extra tags such as ``distill.study``);
+* params: every :class:`~trainables.config.DistillConfig` field under its own name (None ->
+  "None") plus ``teacher_id``, ``student_id``, ``teacher_params``, ``student_params``,
+  ``teacher_layers``, ``student_layers``;
+* step metrics at each evaluation (step = the engine's global step): every numeric reported value;
+* final metrics (:data:`FINAL_METRICS`, ``best_eval_<m>``; ``eval_score`` logged last so its
+  latest value is the best one);
+* artifacts ``step_logs.csv`` (the engine's per-step logs) and ``summary.json``.
+
+A resumed sweep finds each trial's run again by its tags (sweep, trial id) instead of creating a
+second one, and does not log a step twice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ray import tune
+
+from trainables.config import DistillConfig
+from trainables.errors import UserError
+from trainables.trainable import (EVALUATION, FINAL, MODEL_KEYS, NODE, STEP_LOGS_FILE,
+                                  SUMMARY_FILE)
+
+# ---- the schema -------------------------------------------------------------------------------
+DEFAULT_EXPERIMENT = "distill-tune"
+DEFAULT_DB_FILE = "mlflow.db"
+
+TAG_PARENT = "mlflow.parentRunId"
+TAG_ROLE = "distill.role"
+ROLE_SWEEP = "sweep"
+ROLE_TRIAL = "trial"
+TAG_SWEEP = "distill.sweep"
+TAG_TRIAL_ID = "distill.trial_id"
+TAG_METHOD = "distill.method"
+TAG_TASK = "distill.task"
+TAG_STATUS = "distill.status"
+TAG_ERROR = "distill.error"
+TAG_STUDY = "distill.study"
+TAG_SEED_RERUN = "distill.seed_rerun"
+TAG_NODE = "distill.node_id"
+
+STATUS_TERMINATED = "TERMINATED"
+STATUS_ERROR = "ERROR"
+STATUS_EARLY_STOPPED = "EARLY_STOPPED"
+STATUSES = (STATUS_TERMINATED, STATUS_ERROR, STATUS_EARLY_STOPPED)
+
+#: model ids and sizes: params of every trial run (sizes are final metrics too)
+MODEL_PARAMS = MODEL_KEYS
+SIZE_METRICS = ("student_params", "teacher_params", "student_layers", "teacher_layers")
+#: final metrics of a trial run (plus ``best_eval_<m>`` for each task metric); eval_score is last
+FINAL_METRICS = ("best_eval_score", "train_seconds", "student_params", "teacher_params",
+                 "student_layers", "teacher_layers", "param_ratio", "speedup", "student_infer_seconds",
+                 "teacher_infer_seconds", "eval_score")
+
+ARTIFACT_STEP_LOGS = STEP_LOGS_FILE
+ARTIFACT_SUMMARY = SUMMARY_FILE
+ARTIFACT_STUDENT = "student"
+
+#: result keys that are bookkeeping, not metrics (Ray's own plus the trainable's)
+_NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
+    "done", "training_iteration", "step", "epoch", EVALUATION, FINAL, *MODEL_KEYS,
+    "time_this_iter_s", "time_total_s", "timestamp", "pid", "iterations_since_restore",
+    "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total"}
+
+
+# ---- the store --------------------------------------------------------------------------------
+
+def resolve_tracking_uri(uri: str | None, workdir: str | None = None) -> str:
+    """The tracking URI with absolute paths: default ``sqlite:///<workdir>/mlflow.db``; a
+    relative ``sqlite:///x.db`` or a bare ``*.db`` path is made absolute (trials chdir)."""
+    workdir = os.path.abspath(workdir or os.getcwd())
+    if not uri:
+        return "sqlite:///" + os.path.join(workdir, DEFAULT_DB_FILE)
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        return "sqlite:///" + os.path.abspath(os.path.join(workdir, path))
+    scheme = urlparse(uri).scheme
+    if not scheme:  # a path
+        path = os.path.abspath(os.path.join(workdir, uri))
+        return "sqlite:///" + path if path.endswith(".db") else Path(path).as_uri()
+    return uri
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (UserError) on a tracking URI the driver cannot use."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise UserError(f"MLflow tracking server {uri} answered {resp.status} on /health")
+        except UserError:
+            raise
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise UserError(f"MLflow tracking server {uri} is unreachable ({reason}); start it with "
+                            f"`mlflow server --host 0.0.0.0 --port PORT` or pass another --mlflow-uri") from None
+    elif scheme == "sqlite":
+        folder = os.path.dirname(uri[len("sqlite:///"):])
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create the MLflow database folder {folder!r}: {err}") from None
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"the MLflow database folder {folder!r} is not writable")
+    elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql") and "+" not in scheme:
+        raise UserError(f"unsupported MLflow tracking URI {uri!r}; use sqlite:///PATH, http://HOST:PORT "
+                        f"or a database URI")
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """The id of experiment ``name`` in the store, created (with a local artifact folder next to a
+    SQLite database) when missing."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise UserError(f"MLflow experiment {name!r} is deleted; restore it or use another --experiment")
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        folder = os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "mlartifacts")
+        location = Path(folder).as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another driver
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def param_value(value: Any) -> str:
+    return "None" if value is None else str(value)
+
+
+def config_params(config: dict[str, Any]) -> dict[str, str]:
+    """Every DistillConfig field of ``config`` as an MLflow param."""
+    fields = DistillConfig().to_dict()
+    return {k: param_value(config.get(k, v)) for k, v in fields.items()}
+
+
+def log_params(c, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, param_value(v)) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        c.log_batch(run_id, params=items[i:i + 100])
+
+
+def log_metrics(c, run_id: str, metrics: dict[str, float], step: int, timestamp: int | None = None) -> None:
+    from mlflow.entities import Metric
+
+    ts = timestamp or int(time.time() * 1000)
+    items = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items()]
+    for i in range(0, len(items), 500):
+        c.log_batch(run_id, metrics=items[i:i + 500])
+
+
+def start_parent_run(uri: str, experiment_id: str, sweep: str, method: str, task: str,
+                     tags: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> str:
+    """Create the sweep's parent run; return its id."""
+    c = client(uri)
+    run = c.create_run(experiment_id, run_name=sweep, tags={
+        TAG_ROLE: ROLE_SWEEP, TAG_SWEEP: sweep, TAG_METHOD: method, TAG_TASK: task, **(tags or {})})
+    if params:
+        log_params(c, run.info.run_id, params)
+    return run.info.run_id
+
+
+def find_runs(uri: str, experiment_id: str, sweep: str, role: str = ROLE_TRIAL) -> list:
+    """The runs of ``sweep`` with the given role (all pages)."""
+    c = client(uri)
+    filt = f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_ROLE}` = '{role}'"
+    runs, token = [], None
+    while True:
+        page = c.search_runs([experiment_id], filter_string=filt, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _error_reason(trial) -> str:
+    """``ExceptionType: message`` of a failed trial (the original exception inside Ray's wrapper).
+    The driver's own copy of the error files is read first: at ``on_trial_error`` time the
+    copy in storage may not be written yet."""
+    import cloudpickle
+
+    err = None
+    for path, reader in ((trial.pickled_error_file, None), (None, trial.get_pickled_error)):
+        try:
+            if path and os.path.isfile(path):
+                with open(path, "rb") as fh:
+                    err = cloudpickle.load(fh)
+            elif reader is not None:
+                err = reader()
+        except Exception:
+            err = None
+        if err is not None:
+            cause = getattr(err, "cause", None) or err
+            return f"{type(cause).__name__}: {cause}".strip()
+    text = ""
+    try:
+        if trial.error_file and os.path.isfile(trial.error_file):
+            with open(trial.error_file) as fh:
+                text = fh.read()
+        else:
+            text = trial.get_error() or ""
+    except Exception:
+        pass
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "the trial failed (no error recorded)"
+
+
+def trial_status(last_result: dict | None, errored: bool) -> str:
+    """TERMINATED (trained to the end), EARLY_STOPPED (stopped by the scheduler) or ERROR."""
+    if errored:
+        return STATUS_ERROR
+    return STATUS_TERMINATED if (last_result or {}).get(FINAL) else STATUS_EARLY_STOPPED
+
+
+class MlflowTrialLogger(tune.Callback):
+    """Ray Tune callback: one MLflow child run per trial under the sweep's parent run.
+
+    Stateless across driver restarts: runs are found again by tags, the last logged step by the
+    run's ``eval_score`` history. Tracking failures are reported on stderr and never stop a sweep.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str,
+                 method: str, task: str, base_config: dict[str, Any],
+                 tags: dict[str, str] | None = None):
+        self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self.sweep, self.method, self.task = sweep, method, task
+        self.base_config = dict(base_config)
+        self.tags = dict(tags or {})
+        self._reset()
+
+    def _reset(self) -> None:
+        self._client = None
+        self._runs: dict[str, str] = {}         # trial id -> run id
+        self._last_step: dict[str, int] = {}    # trial id -> last step logged
+        self._model_logged: set[str] = set()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in ("_client", "_runs", "_last_step", "_model_logged"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset()
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = client(self.tracking_uri)
+        return self._client
+
+    # ---- runs -------------------------------------------------------------------------------
+    def run_id(self, trial) -> str:
+        tid = trial.trial_id
+        if tid in self._runs:
+            return self._runs[tid]
+        filt = (f"tags.`{TAG_SWEEP}` = '{self.sweep}' and tags.`{TAG_TRIAL_ID}` = '{tid}' "
+                f"and tags.`{TAG_PARENT}` = '{self.parent_run_id}'")
+        found = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1)
+        if found:  # a resumed sweep: continue the trial's run
+            run_id = found[0].info.run_id
+            history = self.client.get_metric_history(run_id, "eval_score")
+            self._last_step[tid] = max((m.step for m in history), default=-1)
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            config = {**self.base_config, **trial.config, "method": self.method}
+            run = self.client.create_run(self.experiment_id, run_name=str(trial), tags={
+                TAG_PARENT: self.parent_run_id, TAG_ROLE: ROLE_TRIAL, TAG_SWEEP: self.sweep,
+                TAG_TRIAL_ID: tid, TAG_METHOD: self.method, TAG_TASK: self.task, **self.tags})
+            run_id = run.info.run_id
+            log_params(self.client, run_id, config_params(config))
+            self._last_step[tid] = -1
+        self._runs[tid] = run_id
+        return run_id
+
+    def _safely(self, what: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as err:  # tracking must not take the sweep down
+            print(f"warning: MLflow logging ({what}) failed: {type(err).__name__}: {err}", file=sys.stderr)
+
+    # ---- Tune callback hooks ----------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._safely("trial start", self.run_id, trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._safely("result", self._log_result, trial, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._safely("trial end", self._finish, trial, False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._safely("trial error", self._finish, trial, True)
+
+    # ---- logging ----------------------------------------------------------------------------
+    def _log_model(self, trial, run_id: str, result: dict) -> None:
+        if trial.trial_id in self._model_logged:
+            return
+        model = {k: result[k] for k in MODEL_PARAMS if k in result}
+        if model:
+            log_params(self.client, run_id, model)
+            self._model_logged.add(trial.trial_id)
+        if result.get(NODE):
+            self.client.set_tag(run_id, TAG_NODE, result[NODE])
+
+    def _log_result(self, trial, result: dict) -> None:
+        run_id = self.run_id(trial)
+        self._log_model(trial, run_id, result)
+        if result.get(FINAL) or EVALUATION not in result:
+            return  # final metrics are logged when the trial completes
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        if step <= self._last_step.get(trial.trial_id, -1):
+            return  # already logged before the driver restarted
+        metrics = {k: v for k, v in result.items()
+                   if _numeric(v) and k not in _NOT_STEP_METRICS
+                   and not (k.startswith("best_eval_") and k != "best_eval_score")}
+        log_metrics(self.client, run_id, metrics, step)
+        self._last_step[trial.trial_id] = step
+
+    def _finish(self, trial, errored: bool) -> None:
+        run_id = self.run_id(trial)
+        result = dict(trial.last_result or {})
+        if result:
+            self._log_model(trial, run_id, result)
+        status = trial_status(result, errored)
+        final = final_metrics(result)
+        if final:
+            step = int(result.get("step", 0))
+            ts = int(time.time() * 1000)
+            rest = {k: v for k, v in final.items() if k != "eval_score"}
+            log_metrics(self.client, run_id, rest, step, ts)
+            if "eval_score" in final:  # last, and later: its latest value is the best score
+                log_metrics(self.client, run_id, {"eval_score": final["eval_score"]}, step, ts + 1)
+        self._log_artifacts(trial, run_id)
+        self.client.set_tag(run_id, TAG_STATUS, status)
+        if errored:
+            self.client.set_tag(run_id, TAG_ERROR, _error_reason(trial)[:5000])
+        self.client.set_terminated(run_id, status="FAILED" if errored else "FINISHED")
+
+    def _log_artifacts(self, trial, run_id: str) -> None:
+        checkpoint = trial.checkpoint
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as directory:
+            for name in (ARTIFACT_STEP_LOGS, ARTIFACT_SUMMARY):
+                path = os.path.join(directory, name)
+                if os.path.isfile(path):
+                    self.client.log_artifact(run_id, path)
+
+
+def final_metrics(result: dict) -> dict[str, float]:
+    """The final metrics of a trial from its last result (the final report, or the last
+    evaluation of a trial stopped early or failed): ``best_eval_<m>``, :data:`FINAL_METRICS`."""
+    if not result:
+        return {}
+    out = {k: v for k, v in result.items() if k.startswith("best_eval_") and _numeric(v)}
+    if "best_eval_score" in result:
+        out["best_eval_score"] = result["best_eval_score"]
+    for key in FINAL_METRICS:
+        if key in result and _numeric(result[key]) and key != "eval_score":
+            out[key] = result[key]
+    if "train_seconds" not in out and _numeric(result.get("time_total_s")):
+        out["train_seconds"] = result["time_total_s"]
+    if "param_ratio" not in out and result.get("teacher_params") and result.get("student_params"):
+        out["param_ratio"] = result["teacher_params"] / result["student_params"]
+    if "best_eval_score" in out and not (isinstance(out["best_eval_score"], float)
+                                         and math.isnan(out["best_eval_score"])):
+        out["eval_score"] = out["best_eval_score"]
+    return out
+
+
+def log_best_student(uri: str, parent_run_id: str, student_dir: str) -> None:
+    client(uri).log_artifacts(parent_run_id, student_dir, artifact_path=ARTIFACT_STUDENT)
+
+
+def finish_parent_run(uri: str, parent_run_id: str, metrics: dict[str, float], summary_path: str | None,
+                      status: str = "FINISHED") -> None:
+    c = client(uri)
+    if metrics:
+        log_metrics(c, parent_run_id, {k: v for k, v in metrics.items() if _numeric(v)}, 0)
+    if summary_path and os.path.isfile(summary_path):
+        c.log_artifact(parent_run_id, summary_path)
+    c.set_terminated(parent_run_id, status=status)
