@@ -101,6 +101,10 @@ def compare_table(runs: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
         row["run_ids"] = ";".join(chosen["run_id"])
         rows.append(row)
     table = pd.DataFrame(rows)
+    order = ["method", "selection", "n_runs", "n_seeds",
+             *[f"{m}_{k}" for m in metrics for k in ("mean", "std")], f"{primary}_best", "best_run_id",
+             *COST_COLUMNS, "run_ids"]
+    table = table[[c for c in order if c in table.columns]]
     return table.sort_values(f"{primary}_mean", ascending=False, kind="stable").reset_index(drop=True)
 
 

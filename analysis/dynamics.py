@@ -3,8 +3,9 @@
     python -m analysis.dynamics --run-id ID [--mlflow-uri URI] [--out DIR]
     python -m analysis.dynamics --experiment NAME --method M [--task T] [--mlflow-uri URI] [--out DIR]
 
-With ``--method`` the run is the best successful trial of that method (on ``--task`` if given;
-sensitivity-study runs only when the method has no other).
+With ``--method`` the run is the best successful trial of that method that has curves (on
+``--task`` if given): for meta-adaptive-kd any trial, for other methods a trial run with
+``eval_teacher=true``; sensitivity-study runs only when the method has no other such trial.
 Writes, for each figure the run has data for, a PNG and the CSV of its plotted data:
 
 * ``dynamics-<method>-<run>-alpha-beta.png``: meta-adaptive-kd's loss weights α and β against the
@@ -28,6 +29,7 @@ from analysis.compare import add_store_args
 from analysis.store import ARTIFACT_STEP_LOGS, Store, best_run, task_metrics
 from trainables.errors import UserError, exit_on_user_error
 
+ALPHA_BETA_METHOD = "meta-adaptive-kd"
 ALPHA_BETA_METRICS = {"train_alpha": "alpha", "train_beta": "beta"}
 STUDENT_SCORE, TEACHER_SCORE = "eval_score", "teacher_eval_score"
 TEACHER_PREFIX = "teacher_eval_"
@@ -68,7 +70,7 @@ def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
         png = f"{prefix}-alpha-beta.png"
         data = plots.step_curves(ab, png, columns={"alpha": "α (distillation weight)",
                                                    "beta": "β (task-loss weight)"},
-                                 ylabel="loss weight", title=f"{method} on {task}: α and β")
+                                 ylabel="loss weight", title=f"{method} on {task}: α and β", panels=True)
         out["alpha-beta"] = {"png": png, "csv": f"{prefix}-alpha-beta.csv", "data": data}
     ts = teacher_student_curves(store, run_id, primary)
     if ts is not None:
@@ -83,6 +85,21 @@ def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
     for fig in out.values():
         fig["data"].to_csv(fig["csv"], index=False)
     return out
+
+
+def pick_run(store: Store, method: str, task: str | None = None) -> str:
+    """The best trial of ``method`` that has curves to plot: any meta-adaptive-kd trial (α/β),
+    else one run with ``eval_teacher=true``; sweep trials before sensitivity-study runs."""
+    runs = store.runs(task, method=method)
+    if method != ALPHA_BETA_METHOD:
+        evaluated = runs["eval_teacher"].fillna(False).astype(bool) if "eval_teacher" in runs else False
+        runs = runs[evaluated]
+        if runs.empty:
+            raise UserError(f"no {method} trial evaluated its teacher (eval_teacher=true), so there are no "
+                            f"teacher/student curves; run it with --eval-teacher (python -m trainables.run or "
+                            f"python -m analysis.sensitivity), or pass --run-id of such a run")
+    swept = runs[runs["study"].isna()]
+    return best_run(swept if len(swept) else runs)["run_id"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,10 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     store = Store(args.mlflow_uri, args.experiment)
     run_id = args.run_id
     if run_id is None:
-        runs = store.runs(args.task, method=args.method)
-        swept = runs[runs["study"].isna()]  # sensitivity-study runs only when there is nothing else
-        run_id = best_run(swept if len(swept) else runs)["run_id"]
-        print(f"best {args.method} trial in experiment {store.experiment!r}: run {run_id}")
+        run_id = pick_run(store, args.method, args.task)
+        print(f"best {args.method} trial with curves in experiment {store.experiment!r}: run {run_id}")
     out = plot_run(store, run_id, args.out or os.path.join("reports", "dynamics"))
     for fig in out.values():
         print(f"wrote {fig['png']}, {fig['csv']}")

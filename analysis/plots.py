@@ -95,23 +95,31 @@ def sensitivity_lines(points: pd.DataFrame, path: str, *, x: str = "value", valu
 
 
 def step_curves(curves: pd.DataFrame, path: str, *, columns: dict[str, str], ylabel: str,
-                title: str = "") -> pd.DataFrame:
+                title: str = "", panels: bool = False) -> pd.DataFrame:
     """Lines of ``columns`` (column -> legend label) against ``step``; each line uses the steps
-    where its column was logged."""
+    where its column was logged. ``panels``: one panel per column, each with its own y range (for
+    quantities that move on different scales)."""
     present = [c for c in columns if c in curves.columns and curves[c].notna().any()]
     if not present:
         raise UserError(f"nothing to plot for {title or 'the curves'}: no recorded values of "
                         f"{', '.join(columns)}")
     data = curves[["step", *present]].dropna(how="all", subset=present).sort_values("step")
-    fig, ax = _new_figure()
-    for col in present:
+    if panels and len(present) > 1:
+        fig = Figure(figsize=(6.4, 2.4 * len(present)), layout="constrained")
+        axes = list(fig.subplots(len(present), 1, sharex=True))
+    else:
+        fig, ax = _new_figure()
+        axes = [ax] * len(present)
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    for i, (col, ax) in enumerate(zip(present, axes)):
         d = data[["step", col]].dropna()
         ax.plot(d["step"], d[col], marker="o" if len(d) < 30 else None, markersize=3,
-                label=columns[col])
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+                label=columns[col], color=colours[i % len(colours)])
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_ylabel(columns[col] if panels and len(present) > 1 else ylabel)
+    axes[-1].set_xlabel("training step")
+    axes[0].set_title(title)
     _save(fig, path)
     return data.reset_index(drop=True)

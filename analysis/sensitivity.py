@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
     parser.add_argument("--verbose", type=int, default=1, help="Ray Tune's console output (0 silent .. 3)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda")
+    parser.add_argument("--cache-dir", default=None, help="fine-tuned teacher cache")
+    parser.add_argument("--eval-teacher", action="store_true", default=None,
+                        help="also evaluate the (learning) teacher: curves for analysis.dynamics")
     return parser
 
 

@@ -171,4 +171,10 @@ def test_dynamics_without_curves_is_a_clear_error(filled, tmp_path, capsys):
     with pytest.raises(SystemExit):
         dynamics.main(["--run-id", "0" * 32, "--mlflow-uri", f.uri])
     assert "no run with id" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        dynamics.main(["--method", "kd", "--mlflow-uri", f.uri, "--out", str(tmp_path)])
+    assert "no kd trial evaluated its teacher (eval_teacher=true)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        dynamics.main(["--mlflow-uri", f.uri])
+    assert "give either --run-id ID, or --method M" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.png"))
