@@ -33,7 +33,7 @@ import pandas as pd
 from analysis import plots
 from analysis.store import Store, metric_column, score_column, task_metrics
 from trainables.config import HPARAMS
-from trainables.errors import exit_on_user_error
+from trainables.errors import UserError, exit_on_user_error
 
 #: setup fields that make two runs different configurations (besides the hyperparameters)
 CONFIG_SETUP_KEYS = ("teacher", "teachers", "teacher_checkpoint", "student", "max_train_samples",
@@ -100,6 +100,9 @@ def compare_table(runs: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
                 row[col] = float(chosen[col].astype(float).mean())
         row["run_ids"] = ";".join(chosen["run_id"])
         rows.append(row)
+    if not rows:
+        raise UserError(f"no run{' of task ' + repr(task) if task else ''} has recorded a dev score "
+                        f"({score}) yet")
     table = pd.DataFrame(rows)
     order = ["method", "selection", "n_runs", "n_seeds",
              *[f"{m}_{k}" for m in metrics for k in ("mean", "std")], f"{primary}_best", "best_run_id",
@@ -110,12 +113,13 @@ def compare_table(runs: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
 
 # ---- formatting -----------------------------------------------------------------------------------
 
-def _count(n: float) -> str:
+def format_count(n: float, significant: int | None = None) -> str:
+    """``11.0M`` (one decimal), or with ``significant`` digits (``1.02M``, ``991K``)."""
     if pd.isna(n):
         return "–"
     for unit, size in (("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
-            return f"{n / size:.1f}{unit}"
+            return f"{n / size:.{significant}g}{unit}" if significant else f"{n / size:.1f}{unit}"
     return f"{n:.0f}"
 
 
@@ -139,7 +143,7 @@ def markdown_table(table: pd.DataFrame, task: str | None) -> str:
               "Seeds", "Runs", "Train time"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in table.iterrows():
-        cells = [str(r["method"]), _count(r.get("student_params", np.nan)),
+        cells = [str(r["method"]), format_count(r.get("student_params", np.nan)),
                  f"{r['param_ratio']:.1f}×" if not pd.isna(r.get("param_ratio", np.nan)) else "–",
                  f"{r['speedup']:.2f}×" if not pd.isna(r.get("speedup", np.nan)) else "–",
                  *[_score(r[f"{m}_mean"], r[f"{m}_std"], int(r["n_seeds"])) for m in metrics],

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import plots
-from analysis.compare import _count, split_list
+from analysis.compare import format_count, split_list
 from analysis.store import (DEFAULT_EXPERIMENT, TAG_ROLE, TAG_STUDY, TAG_TASK, Store, best_hparams,
                             score_column, task_metrics)
 from trainables.config import DistillConfig, parse_assignments
@@ -135,14 +135,16 @@ def plot_study(points: pd.DataFrame, study: Study, task: str, out_dir: str) -> d
     metric = points["metric"].iloc[0] if len(points) else "score"
     title = f"{task}: dev {metric} against {study.param} ({study.name} study)"
     data = points.copy()
-    x, ticks, log_x = "value", None, study.log_x
-    if study.param == "student_layers" and data["student_params"].notna().all():
+    x, ticks, log_x, xlabel = "value", None, study.log_x, study.label
+    if study.param == "student_layers" and not data["student_params"].notna().all():
+        xlabel = "student layers"  # sizes not recorded: plotted against the depth
+    elif study.param == "student_layers":
         x = "student_params"
         data[x] = data[x].astype(float)
-        ticks = {float(p): f"{_count(p)}\n({int(n)}L)" for p, n in
+        ticks = {float(p): f"{format_count(p, significant=3)}\n({int(n)}L)" for p, n in
                  data[["student_params", "student_layers"]].drop_duplicates().itertuples(index=False)}
     data[x] = data[x].astype(float)
-    plotted = plots.sensitivity_lines(data, paths["png"], x=x, value="score", xlabel=study.label,
+    plotted = plots.sensitivity_lines(data, paths["png"], x=x, value="score", xlabel=xlabel,
                                       ylabel=f"dev {metric}", title=title, log_x=log_x, tick_labels=ticks)
     plotted.insert(0, "x_column", x)
     plotted.to_csv(paths["summary"], index=False)
@@ -159,7 +161,7 @@ def recorded_study(store: Store, study: Study, task: str, methods: list[str] | N
         kept = runs[runs[study.param].astype(float).isin([float(v) for v in values])]
         if kept.empty:
             raise UserError(f"no runs of study {study.name!r} for task {task!r} at {study.param} in "
-                            f"{values} (recorded values: {sorted(runs[study.param].dropna().unique())})")
+                            f"{values} (recorded values: {', '.join(f'{v:g}' for v in sorted(runs[study.param].dropna().unique()))})")
         runs = kept
     if runs.empty:
         raise UserError(f"no runs of study {study.name!r} for task {task!r} in experiment "
