@@ -6,7 +6,10 @@ from trainables.errors import choice_error
 from trainables.methods.base import Method
 from trainables.methods.finetune import Finetune
 from trainables.methods.kd import KD
+from trainables.methods.meta_adaptive_kd import MetaAdaptiveKD
+from trainables.methods.metadistil import MetaDistil
 from trainables.methods.pkd import PatientKD
+from trainables.methods.reptile_distil import ReptileDistil
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
@@ -14,6 +17,9 @@ METHODS: dict[str, type[Method]] = {
         Finetune,
         KD,
         PatientKD,
+        MetaDistil,
+        MetaAdaptiveKD,
+        ReptileDistil,
     )
 }
 

@@ -1,0 +1,271 @@
+"""MetaDistil and MetaAdaptiveKD on tiny fp64 models: exact meta-gradients (against central finite
+differences), pilot semantics, meta_interval, and the alpha/beta parametrisation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from meta_helpers import (
+    CaptureUpdater,
+    SGDUpdater,
+    central_difference,
+    inputs,
+    make_method,
+    one_thread,  # noqa: F401 (autouse fixture)
+    quiz_loss_of,
+    random_batch,
+    relative_error,
+    sgd_copy,
+    tiny_classifier,
+)
+
+INNER_LR = 0.5
+# one entry (the largest analytic gradient) of each of these teacher tensors is checked
+CHECKED = ("classifier.weight", "bert.pooler.dense.weight", "bert.encoder.layer.1.output.dense.bias",
+           "bert.encoder.layer.0.attention.self.value.weight", "bert.embeddings.word_embeddings.weight",
+           "bert.embeddings.LayerNorm.weight")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return tiny_classifier(root, "student", seed=1), tiny_classifier(root, "teacher", seed=2)
+
+
+@pytest.fixture
+def fresh(models):
+    student, teacher = models
+    return copy.deepcopy(student), copy.deepcopy(teacher)
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    return random_batch(g), [random_batch(g), random_batch(g, rows=3)]
+
+
+def spy_meta_gradient(method) -> dict:
+    """Record the meta-gradients the method computes (they are still applied)."""
+    seen = {}
+    apply = method.apply_meta_gradient
+
+    def spy(grads):
+        seen["grads"] = list(grads)
+        apply(grads)
+
+    method.apply_meta_gradient = spy
+    return seen
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["exact", "first_order"])
+def test_metadistil_teacher_gradient_matches_finite_differences(fresh, data, first_order):
+    student, teacher = fresh
+    x, quiz = data
+    method = make_method("metadistil", student, [teacher], teacher_opt=CaptureUpdater(teacher.parameters(), 0.0),
+                         inner_lr=INNER_LR, alpha=0.6, temperature=2.0, first_order=first_order)
+    student = copy.deepcopy(student)  # the method's step also updates its student (pilot update)
+    method.step(x, quiz)
+    grads = dict(zip([n for n, _ in teacher.named_parameters()], method.teacher_opt.grads))
+
+    def quiz_after_inner_step():
+        return quiz_loss_of(sgd_copy(student, [teacher], [x], INNER_LR, alpha=0.6), quiz)
+
+    params = dict(teacher.named_parameters())
+    for name in CHECKED:
+        index = int(grads[name].abs().argmax())
+        analytic = float(grads[name].view(-1)[index])
+        numeric = central_difference(quiz_after_inner_step, params[name], index)
+        assert abs(analytic) > 1e-8, name
+        assert relative_error(analytic, numeric) <= 1e-3, (name, analytic, numeric)
+
+
+@pytest.mark.parametrize("inner_batches", [1, 2])
+def test_meta_adaptive_kd_gradients_match_finite_differences(fresh, data, inner_batches):
+    student, teacher = fresh
+    x, quiz = data
+    alpha, beta = 0.7, 0.4
+    method = make_method("meta-adaptive-kd", student, [teacher],
+                         teacher_opt=CaptureUpdater(teacher.parameters(), 0.0), inner_lr=INNER_LR,
+                         alpha=alpha, beta=beta, num_inner_batches=inner_batches, adaptive_lr=0.0)
+    seen = spy_meta_gradient(method)
+    student = copy.deepcopy(student)
+    method.step(x, quiz)
+    *teacher_grads, weight_grad = seen["grads"]
+    pieces = [x] if inner_batches == 1 else [{k: v[:2] for k, v in x.items()}, {k: v[2:] for k, v in x.items()}]
+
+    def quiz_loss(a=alpha, b=beta):
+        return quiz_loss_of(sgd_copy(student, [teacher], pieces, INNER_LR, alpha=a, beta=b), quiz)
+
+    eps = 1e-6
+    d_alpha = (quiz_loss(a=alpha + eps) - quiz_loss(a=alpha - eps)) / (2 * eps)
+    d_beta = (quiz_loss(b=beta + eps) - quiz_loss(b=beta - eps)) / (2 * eps)
+    assert relative_error(float(weight_grad[0]), d_alpha) <= 1e-3, (weight_grad, d_alpha)
+    assert relative_error(float(weight_grad[1]), d_beta) <= 1e-3, (weight_grad, d_beta)
+    grads = dict(zip([n for n, _ in teacher.named_parameters()], teacher_grads))
+    params = dict(teacher.named_parameters())
+    for name in CHECKED[:3]:
+        index = int(grads[name].abs().argmax())
+        numeric = central_difference(quiz_loss, params[name], index)
+        assert relative_error(float(grads[name].view(-1)[index]), numeric) <= 1e-3, name
+
+
+def test_first_order_drops_only_the_curvature_between_inner_steps(fresh, data):
+    """first_order is exact for one inner step and an approximation over several."""
+    x, quiz = data
+    grads = {}
+    for first_order in (False, True):
+        for k in (1, 2):
+            student, teacher = copy.deepcopy(fresh[0]), copy.deepcopy(fresh[1])
+            method = make_method("meta-adaptive-kd", student, [teacher], inner_lr=INNER_LR, num_inner_batches=k,
+                                 teacher_opt=CaptureUpdater(teacher.parameters(), 0.0), first_order=first_order)
+            seen = spy_meta_gradient(method)
+            method.step(x, quiz)
+            grads[first_order, k] = torch.cat([g.reshape(-1) for g in seen["grads"] if g is not None])
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm())
+
+    assert rel(grads[True, 1], grads[False, 1]) < 1e-5
+    assert 1e-6 < rel(grads[True, 2], grads[False, 2]) < 0.5
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["exact", "first_order"])
+def test_pilot_update_uses_the_teacher_after_its_meta_update(fresh, data, first_order):
+    student, teacher = fresh
+    x, quiz = data
+    before = copy.deepcopy(teacher)
+    lr = 0.05
+    method = make_method("metadistil", student, [teacher], student_opt=SGDUpdater(student.parameters(), lr),
+                         teacher_opt=SGDUpdater(teacher.parameters(), 50.0), inner_lr=INNER_LR, alpha=0.5,
+                         first_order=first_order)
+    start = copy.deepcopy(student)
+    method.step(x, quiz)
+    assert not torch.equal(teacher.classifier.weight, before.classifier.weight)  # the teacher learned
+    with_new = sgd_copy(start, [teacher], [x], lr, alpha=0.5)
+    with_old = sgd_copy(start, [before], [x], lr, alpha=0.5)
+    for (name, p), q_new, q_old in zip(student.named_parameters(), with_new.parameters(), with_old.parameters()):
+        torch.testing.assert_close(p, q_new, rtol=0, atol=1e-12, msg=name)
+    gap = max(float((a - b).detach().abs().max()) for a, b in zip(with_new.parameters(), with_old.parameters()))
+    assert gap > 1e-6  # the check above can tell the two teachers apart
+    assert gap > 1e-6  # the check above can tell the two teachers apart
+
+
+def test_without_pilot_update_the_student_is_the_experimental_student(fresh, data):
+    student, teacher = fresh
+    x, quiz = data
+    before = copy.deepcopy(teacher)
+    method = make_method("metadistil", student, [teacher], student_opt=SGDUpdater(student.parameters(), 0.05),
+                         teacher_opt=SGDUpdater(teacher.parameters(), 50.0), inner_lr=INNER_LR,
+                         alpha=0.5, pilot_update=False)
+    experimental = sgd_copy(student, [teacher], [x], INNER_LR, alpha=0.5)
+    logs = method.step(x, quiz)
+    for (name, p), q in zip(student.named_parameters(), experimental.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12, msg=name)
+    assert not torch.equal(teacher.classifier.weight, before.classifier.weight)
+    assert logs["quiz_loss"] == pytest.approx(quiz_loss_of(copy.deepcopy(experimental), quiz), rel=1e-9)
+
+
+def test_meta_interval_meta_updates_every_kth_step(fresh, data):
+    student, teacher = fresh
+    x, quiz = data
+    method = make_method("metadistil", student, [teacher], teacher_opt=SGDUpdater(teacher.parameters(), 1.0),
+                         inner_lr=INNER_LR, meta_interval=3)
+    changed = []
+    for _ in range(6):
+        before = teacher.classifier.weight.detach().clone()
+        logs = method.step(x, quiz)
+        changed.append(not torch.equal(before, teacher.classifier.weight))
+        assert ("quiz_loss" in logs) == changed[-1]
+    assert changed == [True, False, False, True, False, False]
+    assert method.state_dict() == {"num_steps": 6}
+
+
+def test_multi_teacher_meta_updates_every_teacher(models, data):
+    student, teacher = copy.deepcopy(models[0]), copy.deepcopy(models[1])
+    second = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    x, quiz = data
+    method = make_method("metadistil", student, [teacher, second],
+                         teacher_opt=CaptureUpdater([*teacher.parameters(), *second.parameters()], 0.0),
+                         inner_lr=INNER_LR)
+    targets = method.soft_targets(x)
+    torch.testing.assert_close(targets, (teacher(**inputs(x)).logits + second(**inputs(x)).logits) / 2)
+    method.step(x, quiz)
+    n = len(list(teacher.parameters()))
+    for grads in (method.teacher_opt.grads[:n], method.teacher_opt.grads[n:]):
+        assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+
+
+# ---- alpha and beta -------------------------------------------------------------------------------
+
+def test_alpha_beta_are_projected_to_finite_non_negative_values(fresh):
+    student, teacher = fresh
+    method = make_method("meta-adaptive-kd", student, [teacher], alpha=0.001, beta=0.5, adaptive_lr=0.1)
+    none = [None] * len(method.teacher_opt.params)
+    method.apply_meta_gradient(none + [torch.tensor([10.0, -10.0], dtype=torch.float64)])
+    assert method.alpha == 0.0 and method.beta == pytest.approx(0.6)  # Adam's first step: lr * sign
+    method.apply_meta_gradient(none + [torch.tensor([float("nan"), float("inf")], dtype=torch.float64)])
+    assert method.alpha == 0.0 and method.beta == pytest.approx(0.6)
+    state = method.state_dict()
+    assert state["weights"].tolist() == pytest.approx([0.0, 0.6])
+
+
+def test_alpha_beta_trajectory_is_logged_every_step(fresh, data):
+    student, teacher = fresh
+    x, quiz = data
+    method = make_method("meta-adaptive-kd", student, [teacher], alpha=0.5, inner_lr=INNER_LR,
+                         adaptive_lr=0.05, meta_interval=2)
+    logs = [method.step(x, quiz) for _ in range(4)]
+    alphas = [log["alpha"] for log in logs]
+    assert all(a >= 0 and b >= 0 for a, b in ((log["alpha"], log["beta"]) for log in logs))
+    assert alphas[0] != 0.5 and alphas[1] == alphas[0] and alphas[2] != alphas[1]  # moved on meta steps
+    assert alphas[3] == method.alpha
+
+
+def test_meta_adaptive_kd_state_round_trip(fresh, data):
+    student, teacher = fresh
+    x, quiz = data
+    method = make_method("meta-adaptive-kd", student, [teacher], inner_lr=INNER_LR, adaptive_lr=0.05)
+    method.step(x, quiz)
+    state = copy.deepcopy(method.state_dict())
+    other = make_method("meta-adaptive-kd", copy.deepcopy(student), [copy.deepcopy(teacher)], adaptive_lr=0.05)
+    other.load_state_dict(state)
+    assert other.num_steps == 1 and (other.alpha, other.beta) == (method.alpha, method.beta)
+    assert other.weights.requires_grad and other.weight_opt.state_dict()["state"][0]["step"] == 1
+
+
+# ---- not only BERT --------------------------------------------------------------------------------
+
+def test_any_encoder_distilbert_meta_gradient_and_reptile_map():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from trainables.methods.reptile_distil import parameter_map
+
+    def distilbert(layers, seed):
+        torch.manual_seed(seed)
+        config = DistilBertConfig(vocab_size=3000, dim=16, n_layers=layers, n_heads=2, hidden_dim=32,
+                                  max_position_embeddings=16, num_labels=2, attn_implementation="eager")
+        return DistilBertForSequenceClassification(config).double().eval()
+
+    student, teacher = distilbert(2, 0), distilbert(4, 1)
+    g = torch.Generator().manual_seed(5)
+    x, quiz = (({k: v for k, v in random_batch(g).items() if k != "token_type_ids"}) for _ in range(2))
+    method = make_method("metadistil", student, [teacher], teacher_opt=CaptureUpdater(teacher.parameters(), 0.0),
+                         inner_lr=INNER_LR, alpha=0.5)
+    start = copy.deepcopy(student)
+    method.step(x, [quiz])
+    grads = dict(zip([n for n, _ in teacher.named_parameters()], method.teacher_opt.grads))
+    params = dict(teacher.named_parameters())
+    for name in ("classifier.weight", "distilbert.transformer.layer.3.ffn.lin2.weight"):
+        index = int(grads[name].abs().argmax())
+        numeric = central_difference(lambda: quiz_loss_of(sgd_copy(start, [teacher], [x], INNER_LR, 0.5), [quiz]),
+                                     params[name], index)
+        assert relative_error(float(grads[name].view(-1)[index]), numeric) <= 1e-3, name
+    mapping = parameter_map(teacher, student, "skip")
+    assert mapping["distilbert.transformer.layer.3.ffn.lin2.weight"] == "distilbert.transformer.layer.1.ffn.lin2.weight"
+    assert mapping["pre_classifier.weight"] == "pre_classifier.weight"
+    assert not any(n.startswith("distilbert.transformer.layer.0.") for n in mapping)

@@ -1,0 +1,98 @@
+"""``meta-adaptive-kd``: meta-learned adaptive KD (Obamuyide & Johnston).
+
+MetaDistil (see :mod:`trainables.methods.metadistil`) with the loss ``alpha * L_D + beta * L_T``
+(``L_D`` the soft distillation term, ``L_T`` the task loss), where ``alpha`` and ``beta`` are
+learnable scalars meta-learned together with the teacher(s) by the gradient of the holdout (quiz)
+task loss of the experimental student S'. Following Algorithm 1 of the paper, a meta step runs S'
+through several inner mini-batches, ``num_inner_batches`` (the train batch is cut into that many
+pieces, one differentiable step each), and scores it on ``num_quiz_batches`` holdout mini-batches;
+the real student then takes one step on the whole batch with the updated teacher, alpha and beta.
+
+Parametrisation of alpha and beta: plain scalars, initialised from ``alpha`` and ``beta`` (default
+``1 - alpha``), updated by their own Adam (lr ``adaptive_lr``, default ``teacher_lr``, no schedule,
+no weight decay) and then projected onto ``[0, inf)`` (clamped at zero), so they stay
+non-negative; a non-finite meta-gradient leaves them unchanged, so they stay finite. Every step's
+logs carry ``alpha`` and ``beta`` (the values after that step), which is their trajectory.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trainables.errors import UserError
+from trainables.losses import soft_loss
+from trainables.methods.base import Batch
+from trainables.methods.metadistil import MetaDistil
+
+
+class MetaAdaptiveKD(MetaDistil):
+    name = "meta-adaptive-kd"
+
+    def __init__(self, cfg, task, student, teachers):
+        super().__init__(cfg, task, student, teachers)
+        self.num_inner_batches = cfg.num_inner_batches
+        beta = 1.0 - cfg.alpha if cfg.beta is None else cfg.beta
+        if cfg.alpha < 0 or beta < 0:
+            raise UserError(f"meta-adaptive-kd needs alpha >= 0 and beta >= 0, got alpha={cfg.alpha}, "
+                            f"beta={beta}")
+        self.weights = torch.tensor([cfg.alpha, beta])  # [alpha, beta]; a leaf once attached
+        self.weight_opt: torch.optim.Optimizer | None = None
+
+    def attach(self, student_opt, teacher_opt) -> None:
+        super().attach(student_opt, teacher_opt)
+        ref = next(self.student.parameters())  # the engine has placed the models by now
+        self.weights = self.weights.detach().to(ref.device, ref.dtype).requires_grad_()
+        lr = self.cfg.adaptive_lr if self.cfg.adaptive_lr is not None else self.cfg.teacher_lr
+        self.weight_opt = torch.optim.Adam([self.weights], lr=lr)
+
+    @property
+    def alpha(self) -> float:
+        return float(self.weights[0].detach())
+
+    @property
+    def beta(self) -> float:
+        return float(self.weights[1].detach())
+
+    # ---- the loss ----------------------------------------------------------------------------------
+    def weighted_loss(self, student_logits, teacher_logits, batch: Batch, weights) -> torch.Tensor:
+        cfg = self.cfg
+        soft = soft_loss(student_logits, teacher_logits, cfg.temperature, cfg.kd_loss, self.task.is_regression)
+        return weights[0] * soft + weights[1] * self.hard_loss(student_logits, batch)
+
+    def inner_loss(self, student_logits, teacher_logits, batch: Batch) -> torch.Tensor:
+        return self.weighted_loss(student_logits, teacher_logits, batch, self.weights)
+
+    def distill_loss(self, student_logits, teacher_logits, batch: Batch) -> torch.Tensor:
+        return self.weighted_loss(student_logits, teacher_logits, batch, self.weights.detach())
+
+    # ---- meta parameters: the teachers' and the loss weights ---------------------------------------
+    def meta_parameters(self) -> list[torch.Tensor]:
+        return [*self.teacher_opt.params, self.weights]
+
+    def apply_meta_gradient(self, grads) -> None:
+        *teacher_grads, weight_grad = grads
+        self.teacher_opt.apply(teacher_grads)
+        if weight_grad is not None and bool(torch.isfinite(weight_grad).all()):
+            self.weight_opt.zero_grad(set_to_none=True)
+            self.weights.grad = weight_grad.detach()
+            self.weight_opt.step()
+            with torch.no_grad():
+                self.weights.clamp_(min=0.0)
+        self.weight_opt.zero_grad(set_to_none=True)
+
+    def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
+        logs = super().step(batch, quiz_batches)
+        return {**logs, "alpha": self.alpha, "beta": self.beta}
+
+    # ---- state ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "weights": self.weights.detach().cpu().clone(),
+                "weight_opt": self.weight_opt.state_dict() if self.weight_opt else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "weights" in state:
+            with torch.no_grad():
+                self.weights.copy_(state["weights"])
+        if self.weight_opt is not None and state.get("weight_opt"):
+            self.weight_opt.load_state_dict(state["weight_opt"])

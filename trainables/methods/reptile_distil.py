@@ -1,0 +1,115 @@
+"""``reptile-distil``: ReptileDistil (Ma et al.), a first-order meta-distillation.
+
+A meta step on batch x:
+
+1. a copy S' of the student takes one SGD step on x with the KD loss and the current teacher:
+   θ'_S = θ_S − inner_lr · ∇ L_KD(x; θ_S, θ_T);
+2. each teacher moves toward S' on its *mapped* parameters:
+   ``reptile_update=plain`` (the paper's formula) θ_T ← θ_T − μ (θ_T − θ'_S), with the constant
+   μ = ``teacher_lr``; ``reptile_update=adam`` (as the authors' code) feeds θ_T − θ'_S to the
+   teacher's AdamW as its gradient (lr ``teacher_lr`` on the engine's schedule, with its clipping
+   and weight decay). Unmapped teacher parameters never change;
+3. the real student takes its AdamW step on the KD loss of x with the updated teacher (reusing
+   the forward of step 1: same parameters, same x).
+
+Mapping (:func:`parameter_map`): encoder layers through
+:func:`trainables.layer_maps.layer_map` (``update_strategy`` first/last/skip/both; under ``both``
+a student layer is the target of several teacher layers), everything else (embeddings, pooler,
+classifier) by identical name. A mapped pair of different shapes is a :class:`UserError`.
+Every ``meta_interval``-th step is a meta step; the others are plain KD steps.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from trainables.errors import UserError
+from trainables.layer_maps import layer_map
+from trainables.methods.base import Batch, model_inputs
+from trainables.methods.kd import KD
+from trainables.models import encoder_layer_prefix, num_layers
+
+
+def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str) -> dict[str, str]:
+    """Teacher parameter name -> the student parameter name it moves toward (mapped ones only)."""
+    student_params = dict(student.named_parameters())
+    t_prefix, s_prefix = encoder_layer_prefix(teacher), encoder_layer_prefix(student)
+    to_student = {t: s for s, ts in layer_map(strategy, num_layers(teacher), num_layers(student)).items()
+                  for t in ts}
+    layer_name = re.compile(rf"{re.escape(t_prefix)}\.(\d+)\.(.+)")
+    out: dict[str, str] = {}
+    for name, param in teacher.named_parameters():
+        match = layer_name.fullmatch(name)
+        if match:
+            j = to_student.get(int(match.group(1)) + 1)
+            if j is None:
+                continue  # a teacher layer the strategy leaves alone
+            target = f"{s_prefix}.{j - 1}.{match.group(2)}"
+            if target not in student_params:
+                raise UserError(f"reptile-distil: teacher parameter {name} maps to student parameter "
+                                f"{target}, which the student does not have (different architectures)")
+        elif name in student_params:
+            target = name
+        else:
+            continue
+        if param.shape != student_params[target].shape:
+            raise UserError(f"reptile-distil: teacher parameter {name} has shape {tuple(param.shape)} but "
+                            f"student parameter {target} has shape {tuple(student_params[target].shape)}; "
+                            "teacher and student need the same hidden sizes")
+        out[name] = target
+    if not out:
+        raise UserError("reptile-distil: no teacher parameter maps onto the student (different architectures)")
+    return out
+
+
+class ReptileDistil(KD):
+    name = "reptile-distil"
+    teacher_learns = True
+
+    def __init__(self, cfg, task, student, teachers):
+        super().__init__(cfg, task, student, teachers)
+        self.num_steps = 0
+        student_params = dict(student.named_parameters())
+        # (teacher parameter, student parameter) pairs, over all teachers
+        self.pairs = [(dict(t.named_parameters())[tn], student_params[sn])
+                      for t in teachers for tn, sn in parameter_map(t, student, cfg.update_strategy).items()]
+
+    def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
+        is_meta = self.num_steps % self.cfg.meta_interval == 0
+        self.num_steps += 1
+        if not is_meta:
+            return super().step(batch)
+        with torch.no_grad():
+            teacher_logits = self.mean_logits(self.teacher_outputs(batch))
+        student_logits = self.student(**model_inputs(batch)).logits
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        inner = self.distill_loss(student_logits, teacher_logits, batch)
+        grads = torch.autograd.grad(inner, params, retain_graph=True, allow_unused=True)
+        lr = self.cfg.effective_inner_lr
+        fast = {id(p): p.detach() if g is None else p.detach().add(g, alpha=-lr) for p, g in zip(params, grads)}
+        self.move_teachers(fast)
+        with torch.no_grad():
+            teacher_logits = self.mean_logits(self.teacher_outputs(batch))
+        loss = self.distill_loss(student_logits, teacher_logits, batch)
+        self.student_opt.update(loss)
+        return {"loss": loss.item(), "inner_loss": inner.item()}
+
+    def move_teachers(self, fast: dict[int, torch.Tensor]) -> None:
+        """θ_T moves toward θ'_S (``fast``: student parameter id -> its value in S')."""
+        with torch.no_grad():
+            if self.cfg.reptile_update == "plain":
+                mu = self.cfg.teacher_lr
+                for t, s in self.pairs:
+                    t.sub_(mu * (t - fast[id(s)]))
+            else:
+                diff = {id(t): t - fast[id(s)] for t, s in self.pairs}
+                self.teacher_opt.apply([diff.get(id(p)) for p in self.teacher_opt.params])
+
+    def state_dict(self) -> dict:
+        return {"num_steps": self.num_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.num_steps = state.get("num_steps", 0)
