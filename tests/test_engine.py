@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -169,3 +170,15 @@ def test_bf16_autocast_runs(data_dir, tiny_bert):
     cfg = _cfg(data_dir, tiny_bert, method="kd", epochs=1, bf16=True)
     summary = run(cfg, teacher_paths=[tiny_bert])
     assert math.isfinite(summary["final_train_loss"])
+
+
+def test_meta_run_saves_every_meta_learned_teacher(data_dir, tiny_bert, tiny_bert4, tmp_path):
+    cfg = _cfg(data_dir, tiny_bert, method="metadistil", epochs=1, teacher_lr=1e-3,
+               output_dir=str(tmp_path / "out"))
+    summary = run(cfg, teacher_paths=[tiny_bert, tiny_bert4])
+    assert [os.path.basename(p) for p in summary["teacher_paths"]] == ["teacher", "teacher-2"]
+    task = TASKS["sst2"]
+    for saved, original in zip(summary["teacher_paths"], [tiny_bert, tiny_bert4], strict=True):
+        before = load_classifier(original, task).bert.embeddings.word_embeddings.weight
+        after = load_classifier(saved, task).bert.embeddings.word_embeddings.weight
+        assert before.shape == after.shape and not torch.equal(before, after)  # meta-updated

@@ -126,9 +126,11 @@ def run(cfg: DistillConfig, *, report: Reporter | None = None, resume_from: str 
     if cfg.output_dir:
         summary["student_path"] = save_model(prep.engine.best_student_model(), prep.tokenizer,
                                              os.path.join(cfg.output_dir, "student"))
-        if prep.engine.method.teacher_learns:
-            summary["teacher_path"] = save_model(prep.engine.method.teachers[0], prep.tokenizer,
-                                                 os.path.join(cfg.output_dir, "teacher"))
+        if prep.engine.method.teacher_learns:  # the meta-learned teacher(s), for static teaching
+            summary["teacher_paths"] = [
+                save_model(t, prep.tokenizer, os.path.join(cfg.output_dir, "teacher" if i == 0 else f"teacher-{i + 1}"))
+                for i, t in enumerate(prep.engine.method.teachers)]
+            summary["teacher_path"] = summary["teacher_paths"][0]
         with open(os.path.join(cfg.output_dir, "summary.json"), "w") as fh:
             json.dump(summary, fh, indent=2, default=str)
     return summary
