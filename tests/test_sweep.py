@@ -94,6 +94,11 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
             header = open(local).readline().strip().split(",")
             assert header[0] == "step" and "loss" in header
 
+    defaults = DistillConfig()  # the first trial is the config defaults: a baseline for TPE/ASHA
+    searched = ("student_lr", "teacher_lr", "alpha", "temperature", "pilot_update", "meta_interval")
+    assert {k: getattr(defaults, k) for k in searched} in [
+        {k: t["config"][k] for k in searched} for t in written["trials"]]
+
     terminated = [t for t in written["trials"] if t["status"] == "TERMINATED"]
     assert written["best_metric"] == max(t["metrics"]["best_eval_score"] for t in terminated)
     assert written["best_config"] == by_id[written["best_trial_id"]]["config"]

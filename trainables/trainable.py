@@ -43,6 +43,9 @@ NODE = "node_id"                 # the Ray node the trial ran on
 MODEL_KEYS = ("teacher_id", "student_id", "teacher_params", "student_params", "teacher_layers",
               "student_layers")
 
+#: reported first, so Ray Tune's trial table (which shows a result's first few metrics) has them
+_SHOWN = ("eval_score", "best_eval_score", "step", "train_loss")
+
 STATE_FILE = "trial_state.json"
 STEP_LOGS_FILE = "step_logs.csv"
 SUMMARY_FILE = "summary.json"
@@ -106,6 +109,17 @@ class _TrialState:
             return cls(**json.load(fh))
 
 
+def quiet_worker() -> None:
+    """Keep the driver's console to Ray Tune's trial table: no per-trial progress bars or
+    per-checkpoint log lines from the workers."""
+    import logging
+
+    import datasets
+
+    datasets.disable_progress_bars()
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+
+
 def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = None,
                    checkpoint_every: int = 1) -> Callable[[dict], None]:
     """The Tune function trainable of ``method``: ``trainable(config)``.
@@ -124,6 +138,7 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
 
         from trainables.config import DistillConfig
 
+        quiet_worker()
         if threads:
             torch.set_num_threads(max(1, int(threads)))
         cfg = DistillConfig.from_dict({**base, **config})
@@ -160,7 +175,9 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
         state.evaluation += 1
         if state.best is None or metrics["eval_score"] > state.best["eval_score"]:
             state.best = {k: v for k, v in metrics.items() if k.startswith("eval_")}
-        result = {k: v for k, v in metrics.items() if _is_number(v)}
+        # the first keys are the ones Ray Tune's progress table shows
+        result = {k: metrics[k] for k in _SHOWN if k in metrics}
+        result.update({k: v for k, v in metrics.items() if _is_number(v)})
         result.update({f"best_{k}": v for k, v in state.best.items()})
         result.update(state.model)
         result.update({EVALUATION: state.evaluation, NODE: node})
@@ -176,11 +193,12 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
     summary = run(cfg, report=report, resume_from=resume_from, on_prepared=on_prepared)
     prep = held["prep"]
     best = {k: v for k, v in summary.items() if k.startswith("eval_") and _is_number(v)}
-    final: dict[str, Any] = {f"best_{k}": v for k, v in best.items()}
+    final: dict[str, Any] = {"eval_score": summary["eval_score"], "best_eval_score": summary["eval_score"],
+                             "step": prep.engine.step}
+    final.update({f"best_{k}": v for k, v in best.items()})
     final.update({k: summary[k] for k in FINAL_SUMMARY_KEYS if _is_number(summary.get(k))})
     final.update(state.model)
-    final.update({"step": prep.engine.step, "best_eval_score": summary["eval_score"],
-                  "eval_score": summary["eval_score"], FINAL: 1})
+    final[FINAL] = 1
     state.final = final
     with tempfile.TemporaryDirectory(prefix="distill-final-") as tmp:
         save_model(prep.engine.best_student_model(), prep.tokenizer, os.path.join(tmp, STUDENT_DIR))

@@ -71,6 +71,7 @@ class SweepSpec:
     evals_per_epoch: int = 4              # sets eval_steps when config has none
     checkpoint_every: int = 1             # evaluations between trial checkpoints
     search_seed: int = 0
+    defaults_first: bool = True           # the first trial runs the config defaults (a baseline)
     seeds: int = 0                        # re-run the best config with this many seeds
     mlflow_uri: str | None = None         # default sqlite:///<cwd>/mlflow.db
     experiment: str = tracking.DEFAULT_EXPERIMENT
@@ -231,7 +232,9 @@ def _teacher_stage(config: dict[str, Any], threads: int) -> list[str]:
     import torch
 
     from trainables.teacher import resolve_teachers
+    from trainables.trainable import quiet_worker
 
+    quiet_worker()
     torch.set_num_threads(max(1, threads))
     return resolve_teachers(DistillConfig.from_dict(config))
 
@@ -243,10 +246,29 @@ def fine_tune_teachers(configs: list[dict[str, Any]], spec: SweepSpec,
 
     if not get_method(spec.method).uses_teacher:
         return [[] for _ in configs]
+    if spec.verbose:
+        print(f"teacher stage: {len(configs)} teacher setting(s), fine-tuned once and cached under "
+              f"{configs[0].get('cache_dir')} ...", flush=True)
+    started = time.time()
     cpus = max(spec.cpus_per_trial, min(resources.get("max_node_CPU", 1.0),
                                         spec.cpus_per_trial * spec.max_concurrent))
     gpus = min(1.0, resources.get("max_node_GPU", 0.0)) if spec.gpus_per_trial > 0 else 0.0
-    return cluster.run_remote(_teacher_stage, [(c, int(cpus)) for c in configs], num_cpus=cpus, num_gpus=gpus)
+    paths = cluster.run_remote(_teacher_stage, [(c, int(cpus)) for c in configs], num_cpus=cpus, num_gpus=gpus)
+    if spec.verbose:
+        for teacher in (p for group in paths for p in group):
+            print(f"teacher ready ({time.time() - started:.0f}s): {teacher} {_teacher_metrics(teacher)}", flush=True)
+    return paths
+
+
+def _teacher_metrics(path: str) -> str:
+    from trainables.teacher import INFO_FILE
+
+    try:
+        with open(os.path.join(path, INFO_FILE)) as fh:
+            metrics = json.load(fh).get("dev_metrics", {})
+    except (OSError, ValueError):
+        return ""
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
 
 # ---- building and running the Tuner ----------------------------------------------------------
@@ -276,8 +298,8 @@ def _tune_parts(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_
     if spec.scheduler_name == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        scheduler = ASHAScheduler(time_attr=EVALUATION, metric=METRIC, mode="max", max_t=ASHA_MAX_T,
-                                  grace_period=spec.grace_period, reduction_factor=spec.reduction_factor)
+        scheduler = ASHAScheduler(time_attr=EVALUATION, max_t=ASHA_MAX_T, grace_period=spec.grace_period,
+                                  reduction_factor=spec.reduction_factor)
     return trainable, run_config, scheduler
 
 
@@ -289,7 +311,8 @@ def _new_tuner(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_i
     if prep.grid is not None:
         param_space = {k: tune.grid_search(v) for k, v in prep.grid.items() if k not in spec.fixed}
         param_space.update({k: prep.base[k] for k in spec.fixed})  # fixed values win over the grid
-        tune_config = tune.TuneConfig(scheduler=scheduler, trial_dirname_creator=trial_dirname,
+        tune_config = tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
+                                      trial_dirname_creator=trial_dirname,
                                       num_samples=spec.num_samples, reuse_actors=True,
                                       max_concurrent_trials=spec.max_concurrent)
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
@@ -301,11 +324,34 @@ def _new_tuner(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_i
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     startup = max(2, min(10, spec.num_samples // 2))
     sampler = optuna.samplers.TPESampler(seed=spec.search_seed, n_startup_trials=startup)
-    searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=METRIC, mode="max", sampler=sampler),
+    points = [default_point(prep)] if spec.defaults_first else None
+    # a define-by-run space ignores TuneConfig's metric: the searcher is given it too
+    searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=METRIC, mode="max", sampler=sampler,
+                                               points_to_evaluate=[p for p in points or [] if p] or None),
                                   max_concurrent=spec.max_concurrent)
-    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, trial_dirname_creator=trial_dirname,
+    tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                                  trial_dirname_creator=trial_dirname,
                                   num_samples=spec.num_samples, reuse_actors=True)
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def default_point(prep: Prepared) -> dict[str, Any]:
+    """The base config's value of each searched hyperparameter that lies in its range: queued as
+    the first trial, it gives TPE and ASHA a baseline to compare against (the config defaults are
+    tuned for the default backbone, while the papers' ranges are not)."""
+    from optuna.distributions import CategoricalDistribution
+
+    point = {}
+    for name, dist in prep.space.searched().items():
+        value = prep.base.get(name)
+        if value is None:
+            continue
+        if isinstance(dist, CategoricalDistribution):
+            if value in dist.choices:
+                point[name] = value
+        elif dist.low <= value <= dist.high:
+            point[name] = value
+    return point
 
 
 def _fit(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_id: str,
