@@ -34,9 +34,20 @@ def _error_text(err: BaseException | None) -> str | None:
     return text.splitlines()[-1] if "Traceback" in text else text
 
 
+#: summary status of a trial an interrupted driver left running or pending (``--resume`` continues it)
+STATUS_UNFINISHED = "UNFINISHED"
+
+
+def _ray_statuses(results) -> dict[str, str]:
+    """Ray's own status per trial id (to tell trials an interrupted sweep left unfinished)."""
+    analysis = getattr(results, "_experiment_analysis", None)
+    return {t.trial_id: t.status for t in getattr(analysis, "trials", None) or []}
+
+
 def collect_trials(results) -> list[dict[str, Any]]:
     """One entry per trial of a ResultGrid, in trial order."""
     trials = []
+    ray_status = _ray_statuses(results)
     for r in results:
         m = dict(r.metrics or {})
         errored = r.error is not None
@@ -44,10 +55,13 @@ def collect_trials(results) -> list[dict[str, Any]]:
         if not trial_id and r.path:
             found = _TRIAL_ID.search(os.path.basename(r.path))
             trial_id = found.group(1) if found else os.path.basename(r.path)
+        status = tracking.trial_status(m, errored)
+        if ray_status.get(trial_id, "TERMINATED") not in ("TERMINATED", "ERROR"):
+            status = STATUS_UNFINISHED
         trials.append({
             "trial_id": trial_id,
             "config": dict(r.config or {}),
-            "status": tracking.trial_status(m, errored),
+            "status": status,
             "metrics": tracking.final_metrics(m),
             "evaluations": m.get(EVALUATION),
             "error": _error_text(r.error) if errored else None,
@@ -95,7 +109,11 @@ def _public(trial: dict[str, Any]) -> dict[str, Any]:
 
 
 def counts(trials: list[dict[str, Any]]) -> dict[str, int]:
-    return {s: sum(t["status"] == s for t in trials) for s in tracking.STATUSES}
+    out = {s: sum(t["status"] == s for t in trials) for s in tracking.STATUSES}
+    unfinished = sum(t["status"] == STATUS_UNFINISHED for t in trials)
+    if unfinished:
+        out[STATUS_UNFINISHED] = unfinished
+    return out
 
 
 def build_summary(spec, prep, trials, best, *, student_path, parent_run_id, experiment_id, seeds,
@@ -174,7 +192,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     c = summary["counts"]
     lines = [f"== sweep {summary['sweep']}: {summary['method']} on {summary['task']} ==",
              f"trials: {summary['num_trials']} ({c['TERMINATED']} terminated, {c['EARLY_STOPPED']} "
-             f"early-stopped, {c['ERROR']} errored)"]
+             f"early-stopped, {c['ERROR']} errored"
+             + (f", {c[STATUS_UNFINISHED]} unfinished: continue with --resume --name {summary['sweep']}"
+                if c.get(STATUS_UNFINISHED) else "") + ")"]
     if summary["best_config"] is None:
         lines.append("no trial produced a result")
     else:

@@ -462,18 +462,21 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                     best, os.path.join(spec.experiment_dir, BEST_STUDENT_DIR))
                 if student_path:
                     tracking.log_best_student(prep.tracking_uri, parent_run_id, student_path)
+            interrupted = any(t["status"] == summaries.STATUS_UNFINISHED for t in trials)
             seeds = None
-            if spec.seeds and best is not None:
+            if spec.seeds and best is not None and not interrupted:
                 seeds = _seed_reruns(prep, spec, best, parent_run_id, experiment_id, resources)
             summary = summaries.build_summary(
                 spec, prep, trials, best, student_path=student_path, parent_run_id=parent_run_id,
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=time.time() - started)
+            summary["interrupted"] = interrupted
             path = os.path.join(spec.experiment_dir, SUMMARY_FILE)
             summaries.write_json(summary, path)
             if spec.output_json:
                 summaries.write_json(summary, spec.output_json)
-            tracking.finish_parent_run(prep.tracking_uri, parent_run_id, summaries.parent_metrics(summary), path)
+            tracking.finish_parent_run(prep.tracking_uri, parent_run_id, summaries.parent_metrics(summary), path,
+                                       status="KILLED" if interrupted else "FINISHED")
         except BaseException:
             tracking.client(prep.tracking_uri).set_terminated(parent_run_id, status="KILLED")
             raise
