@@ -198,6 +198,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
     final.update({f"best_{k}": v for k, v in best.items()})
     final.update({k: summary[k] for k in FINAL_SUMMARY_KEYS if _is_number(summary.get(k))})
     final.update(state.model)
+    final["evaluations"] = state.evaluation
     final[FINAL] = 1
     state.final = final
     with tempfile.TemporaryDirectory(prefix="distill-final-") as tmp:

@@ -63,7 +63,7 @@ def collect_trials(results) -> list[dict[str, Any]]:
             "config": dict(r.config or {}),
             "status": status,
             "metrics": tracking.final_metrics(m),
-            "evaluations": m.get(EVALUATION),
+            "evaluations": m.get(EVALUATION, m.get("evaluations")),
             "error": _error_text(r.error) if errored else None,
             "node_id": m.get(NODE),
             "path": r.path,

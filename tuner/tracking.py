@@ -80,7 +80,7 @@ ARTIFACT_STUDENT = "student"
 
 #: result keys that are bookkeeping, not metrics (Ray's own plus the trainable's)
 _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
-    "done", "training_iteration", "step", "epoch", EVALUATION, FINAL, *MODEL_KEYS,
+    "done", "training_iteration", "step", "epoch", EVALUATION, "evaluations", FINAL, *MODEL_KEYS,
     "time_this_iter_s", "time_total_s", "timestamp", "pid", "iterations_since_restore",
     "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total"}
 
