@@ -112,6 +112,10 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     AutoTokenizer.from_pretrained(path)
     assert "student/config.json" in {a.path for a in client.list_artifacts(parent.info.run_id, "student")}
 
+    # the bulky engine states of trials that will not train again are gone; final checkpoints stay
+    assert not glob.glob(str(tmp_path / "store" / "**" / "engine_state.pt"), recursive=True)
+    assert glob.glob(str(tmp_path / "store" / "meta-e2e" / "*" / "checkpoint_*" / "student" / "config.json"))
+
     seeds = written["seeds"]
     assert seeds["n"] == 2 and seeds["mean"] is not None and seeds["std"] >= 0
     assert sorted(int(r.data.params["seed"]) for r in reruns) == seeds["seeds"]
@@ -191,7 +195,8 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
     out = tmp_path / "resumed.json"
     summary = launch.main(["--resume", "--name", "resumed", "--storage-path", str(store),
                            "--output-json", str(out), "--quiet"])
-    assert summary["num_trials"] == 4 and summary["counts"]["TERMINATED"] == 4
+    assert summary["num_trials"] == 4 and summary["counts"]["TERMINATED"] == 4, (
+        summary["counts"], [t["error"] for t in summary["trials"]], sorted(done), err.decode()[-2000:])
     assert json.loads(out.read_text())["counts"]["TERMINATED"] == 4
     assert done <= {t["trial_id"] for t in summary["trials"]}
 

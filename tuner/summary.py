@@ -97,6 +97,25 @@ def export_student(trial: dict[str, Any], dest: str) -> str | None:
     return dest
 
 
+def prune_engine_states(trials: list[dict[str, Any]]) -> int:
+    """Delete the engine states (optimiser and model state, the bulk of a checkpoint) of trials
+    that will never train again (finished, stopped early or errored; a resume does not restart
+    them); their final checkpoint (best student, logs) and step logs stay. Local storage only.
+    Returns the number of files deleted."""
+    from trainables.engine import CHECKPOINT_FILE
+
+    deleted = 0
+    for trial in trials:
+        if trial["status"] == STATUS_UNFINISHED or not trial.get("path") or not os.path.isdir(trial["path"]):
+            continue
+        for name in os.listdir(trial["path"]):
+            state = os.path.join(trial["path"], name, CHECKPOINT_FILE)
+            if name.startswith("checkpoint_") and os.path.isfile(state):
+                os.remove(state)
+                deleted += 1
+    return deleted
+
+
 def seed_stats(seeds: list[int], scores: list[float], trials: list[dict[str, Any]]) -> dict[str, Any]:
     return {"seeds": seeds, "scores": scores, "n": len(scores),
             "mean": statistics.fmean(scores) if scores else None,

@@ -292,7 +292,9 @@ def _tune_parts(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_
         str(prep.base["task"]), prep.base, tags={**spec.tags, **tags})
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.storage_path, callbacks=[logger], verbose=spec.verbose,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # two, not one: a driver killed between Ray deleting the older checkpoint and saving its
+        # experiment state would otherwise resume a trial from a deleted checkpoint
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
     scheduler = None
     if spec.scheduler_name == "asha":
@@ -463,6 +465,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 if student_path:
                     tracking.log_best_student(prep.tracking_uri, parent_run_id, student_path)
             interrupted = any(t["status"] == summaries.STATUS_UNFINISHED for t in trials)
+            summaries.prune_engine_states(trials)
             seeds = None
             if spec.seeds and best is not None and not interrupted:
                 seeds = _seed_reruns(prep, spec, best, parent_run_id, experiment_id, resources)
@@ -513,6 +516,7 @@ def _seed_reruns(prep: Prepared, spec: SweepSpec, best: dict, parent_run_id: str
     results = _fit(rerun_prep, rerun, parent_run_id, experiment_id,
                    tags={tracking.TAG_SEED_RERUN: "true"}, restore=True, sweep_name=spec.name)
     trials = summaries.collect_trials(results)
+    summaries.prune_engine_states(trials)
     scores = [t["metrics"]["best_eval_score"] for t in trials
               if t["status"] == tracking.STATUS_TERMINATED and "best_eval_score" in t["metrics"]]
     return summaries.seed_stats(seeds, scores, trials)
