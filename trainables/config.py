@@ -93,7 +93,8 @@ class DistillConfig:
     first_order: bool = _hp(False, help="drop second-order terms of the meta-gradient")
     num_quiz_batches: int = _hp(1)
     num_inner_batches: int = _hp(1, help="meta-adaptive-kd: inner mini-batches per meta step")
-    adaptive_lr: float = _hp(1e-2, help="meta-adaptive-kd: SGD lr of the loss weights alpha/beta")
+    adaptive_lr: float = _hp(100.0, help="meta-adaptive-kd: SGD lr of the loss weights alpha/beta (their "
+                             "meta-gradient is ~inner_lr x a gradient dot product, hence the large lr)")
     noise_prob: float = _hp(0.0, help="probability of replacing a token by noise")
     noise_token: str = _hp("mask", choices=["mask", "unk", "random"])
     warmup_epochs: int = _hp(0, help="epochs of task-only student training before distillation")
