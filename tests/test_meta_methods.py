@@ -183,7 +183,7 @@ def test_without_pilot_update_only_the_order_of_updates_changes(fresh, data):
     assert not torch.equal(teacher.classifier.weight, kd_teacher.classifier.weight)  # it did learn
     gap = max(float((a - b).detach().abs().max()) for a, b in zip(student.parameters(), pilot_student.parameters()))
     assert gap > 1e-9  # and the pilot's student (new teacher) differs: the check can tell them apart
-    assert logs["loss"] == pytest.approx(kd_logs["loss"], rel=1e-12)
+    assert float(logs["loss"]) == pytest.approx(float(kd_logs["loss"]), rel=1e-12)
 
 
 def test_meta_interval_meta_updates_every_kth_step(fresh, data):

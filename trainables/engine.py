@@ -33,6 +33,9 @@ Reporter = Callable[[dict, Callable[[str], None]], None]
 Augmenter = Callable[[Batch], Batch]
 
 CHECKPOINT_FILE = "engine_state.pt"
+#: steps between reads of the step logs from the device (and the non-finite loss check), besides
+#: every evaluation
+LOG_EVERY = 50
 
 
 class NonFiniteLossError(RuntimeError):
@@ -130,6 +133,8 @@ class Engine:
         self.best_student: dict | None = None
         self.result = TrainResult(best={})
         self._pending: list[dict] = []  # step logs since the last evaluation
+        self._unread: list[tuple[int, dict]] = []  # (step, logs) not yet read from the device
+        self._bar = None
 
     # ---- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -212,17 +217,61 @@ class Engine:
         if report is not None:
             report(metrics, self.save_checkpoint)
 
+    def train_step(self, batch: Batch, quiz: Iterator[Batch] | None, warming_up: bool = False) -> dict:
+        """One optimisation step of the method on a loader batch: device placement, noise, quiz
+        batches (drawn only for a step that uses them), autocast. Returns the method's logs, whose
+        values may still be device tensors (see :meth:`_flush`). The bench times this call."""
+        method = self.method
+        batch = self._prepare(batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            if warming_up:
+                return method.warmup_step(batch)
+            return method.step(batch, self._quiz_batches(quiz) if method.wants_quiz() else None)
+
+    def _flush(self) -> None:
+        """Read the logs of the steps since the last flush from the device (one synchronisation
+        per log interval, none per step), fail on a non-finite loss naming its step, and keep them."""
+        if not self._unread:
+            return
+        unread, self._unread = self._unread, []
+        tensors = [v.detach().double().reshape(()) for _, logs in unread for v in logs.values() if torch.is_tensor(v)]
+        read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+        for step, logs in unread:
+            floats = {k: next(read) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
+            if not math.isfinite(floats["loss"]):
+                raise NonFiniteLossError(f"training loss became {floats['loss']} at step {step} "
+                                         f"({self.cfg.method}, epoch {step // self.steps_per_epoch})")
+            self.result.losses.append(floats["loss"])
+            self.result.logs.append(floats)
+            self._pending.append(floats)
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{self.result.losses[-1]:.4f}")
+
+    def _due_for_evaluation(self, end_of_epoch: bool) -> bool:
+        """Every ``eval_steps`` steps (else at epoch ends) and at the end of training, except an
+        end-of-epoch or end-of-training evaluation within a quarter of ``eval_steps`` of the
+        previous one (the student barely moved; ``select=final`` always evaluates the end)."""
+        cfg = self.cfg
+        if cfg.eval_steps and self.step % cfg.eval_steps == 0:
+            return True
+        last = self.step == self.total_steps
+        if not (end_of_epoch and (not cfg.eval_steps or last)):
+            return False
+        previous = self.result.history[-1]["step"] if self.result.history else 0
+        if last and cfg.select == "final":
+            return True
+        return not (cfg.eval_steps and self.result.history and self.step - previous <= cfg.eval_steps // 4)
+
     def fit(self, report: Reporter | None = None, resume_from: str | None = None) -> TrainResult:
         cfg, method = self.cfg, self.method
         seed_everything(cfg.seed)
         if resume_from:
             self.load_checkpoint(resume_from)
         quiz = _cycle(self.loaders.quiz) if (method.needs_quiz and self.loaders.quiz is not None) else None
-        bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.method}", dynamic_ncols=True)
+            self._bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.method}", dynamic_ncols=True)
         start_epoch, skip = divmod(self.step, self.steps_per_epoch)
         for epoch in range(start_epoch, self.total_epochs):
             warming_up = epoch < cfg.warmup_epochs
@@ -232,29 +281,20 @@ class Engine:
             for i, batch in enumerate(self.loaders.train):
                 if epoch == start_epoch and i < skip:
                     continue
-                batch = self._prepare(batch)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    if warming_up:
-                        logs = method.warmup_step(batch)
-                    else:
-                        logs = method.step(batch, self._quiz_batches(quiz))
-                loss = logs["loss"]
-                if not math.isfinite(loss):
-                    raise NonFiniteLossError(f"training loss became {loss} at step {self.step} "
-                                             f"({cfg.method}, epoch {epoch})")
+                logs = self.train_step(batch, quiz, warming_up)
+                self._unread.append((self.step, logs))  # the step's 0-based index
                 self.step += 1
-                self.result.losses.append(loss)
-                self.result.logs.append(logs)
-                self._pending.append(logs)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}")
-                end_of_epoch = i + 1 == self.steps_per_epoch
-                if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or (end_of_epoch and (
-                        not cfg.eval_steps or self.step == self.total_steps)):
+                if self.step % LOG_EVERY == 0:
+                    self._flush()
+                if self._bar is not None:
+                    self._bar.update(1)
+                if self._due_for_evaluation(i + 1 == self.steps_per_epoch):
+                    self._flush()
                     self._evaluate_and_report(self.step / self.steps_per_epoch, report)
-        if bar is not None:
-            bar.close()
+        self._flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         if self.best is None:  # nothing trained (e.g. resumed after the end): evaluate once
             self._evaluate_and_report(self.step / max(1, self.steps_per_epoch), report)
         self.result.best = dict(self.best)

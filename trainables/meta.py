@@ -27,7 +27,6 @@ Two modes:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,8 +89,8 @@ def load_params(model: nn.Module, params: Params) -> None:
 class MetaResult:
     grads: list[torch.Tensor | None]   # d quiz loss / d meta parameter, aligned with the input list
     params: Params                     # θ' of S' after the inner steps (detached)
-    inner_loss: float                  # mean inner loss over the inner mini-batches (at θ'_{k-1})
-    quiz_loss: float                   # the quiz loss of S'
+    inner_loss: torch.Tensor           # mean inner loss over the inner mini-batches (at θ'_{k-1})
+    quiz_loss: torch.Tensor            # the quiz loss of S' (0-dim, detached: read when logged)
     first_logits: torch.Tensor | None  # the student's logits on the first mini-batch at θ_S, with
     #                                    their graph to the real parameters (when keep_first)
 
@@ -147,12 +146,12 @@ def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, met
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
         params = inner_step(params, grads)
         first = s if first is None else first
-        losses.append(loss.item())
+        losses.append(loss.detach())
     quiz = quiz_loss(model, params, quiz_batches, quiz_fn)
     # only the paths to the meta parameters run: the first forward's graph survives for reuse
     meta = torch.autograd.grad(quiz, meta_params, allow_unused=True)
-    return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, sum(losses) / len(losses),
-                      quiz.item(), first if keep_first else None)
+    return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, torch.stack(losses).mean(),
+                      quiz.detach(), first if keep_first else None)
 
 
 # ---- first-order mode --------------------------------------------------------------------------
@@ -176,12 +175,11 @@ def _replay_rng(state, device: torch.device) -> Iterator[None]:
 def logit_jvp(model: nn.Module, params: Params, batch: Batch, direction: Params, rng) -> torch.Tensor:
     """J_s·direction: the change of the logits at ``params`` along ``direction``, by a central
     finite difference in full precision, with the dropout masks of the forward that drew ``rng``."""
-    norm = math.sqrt(sum(float(d.double().square().sum()) for d in direction.values()))
     dtype = next(iter(params.values())).dtype
     device = next(iter(params.values())).device
-    if norm == 0.0:
-        return torch.zeros(())
-    eps = torch.finfo(dtype).eps ** (1 / 3) / norm
+    # a 0-dim device tensor: no host synchronisation (a zero direction gives a zero difference)
+    norm = torch.sqrt(sum(d.double().square().sum() for d in direction.values()))
+    eps = (torch.finfo(dtype).eps ** (1 / 3) / norm.clamp_min(1e-30)).to(dtype)
     outs = []
     for sign in (1.0, -1.0):
         moved = {n: p + sign * eps * direction[n] if n in direction else p for n, p in params.items()}
@@ -208,12 +206,12 @@ def _first_order(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_f
         records.append((batch, {n: p.detach() for n, p in params.items()}, rng, u))
         params = {n: p.detach().requires_grad_() for n, p in sgd_step(lr)(params, grads).items()}
         first = s if first is None else first
-        losses.append(loss.item())
+        losses.append(loss.detach())
     quiz = quiz_loss(model, params, quiz_batches, quiz_fn)
     v = dict(zip(params, torch.autograd.grad(quiz, list(params.values()), allow_unused=True)))
     v = {n: g for n, g in v.items() if g is not None}
     surrogate = sum((u * logit_jvp(model, start, batch, v, rng).to(u.dtype)).sum()
                     for batch, start, rng, u in records)
     meta = torch.autograd.grad(-lr * surrogate, meta_params, allow_unused=True)
-    return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, sum(losses) / len(losses),
-                      quiz.item(), first if keep_first else None)
+    return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, torch.stack(losses).mean(),
+                      quiz.detach(), first if keep_first else None)

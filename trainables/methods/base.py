@@ -50,16 +50,21 @@ class Method:
         """What the teacher Updater optimises (all teachers' parameters)."""
         return [p for t in self.teachers for p in t.parameters()]
 
-    def step(self, batch: Batch, quiz_batches: list[Batch] | None) -> dict[str, float]:
-        """One training step on ``batch``; updates the models; returns scalar losses to log
-        (``loss`` is the student's training objective)."""
+    def step(self, batch: Batch, quiz_batches: list[Batch] | None) -> dict[str, float | torch.Tensor]:
+        """One training step on ``batch``; updates the models; returns scalars to log (``loss`` is
+        the student's training objective). Values may be 0-dim device tensors (detached): the
+        engine reads them at its log interval, so a step need not wait for the device."""
         raise NotImplementedError
 
-    def warmup_step(self, batch: Batch) -> dict[str, float]:
+    def wants_quiz(self) -> bool:
+        """Whether the coming :meth:`step` uses quiz batches (the engine draws them only then)."""
+        return self.needs_quiz
+
+    def warmup_step(self, batch: Batch) -> dict[str, float | torch.Tensor]:
         """Student warm-up: task loss only, no teacher."""
         loss = self.hard_loss(self.student(**model_inputs(batch)).logits, batch)
         self.student_opt.update(loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def state_dict(self) -> dict:
         """Method state beyond the models and the engine's updaters (e.g. learnable weights)."""

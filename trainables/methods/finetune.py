@@ -12,4 +12,4 @@ class Finetune(Method):
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         loss = self.hard_loss(self.student(**model_inputs(batch)).logits, batch)
         self.student_opt.update(loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}

@@ -24,4 +24,4 @@ class KD(Method):
         student_logits = self.student(**model_inputs(batch)).logits
         loss = self.distill_loss(student_logits, teacher_logits, batch)
         self.student_opt.update(loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}

@@ -76,14 +76,17 @@ class MetaAdaptiveKD(MetaDistil):
     def apply_meta_gradient(self, grads) -> None:
         *teacher_grads, weight_grad = grads
         self.teacher_opt.apply(teacher_grads)
-        if weight_grad is not None and bool(torch.isfinite(weight_grad).all()):
+        if weight_grad is not None:
             with torch.no_grad():  # Algorithm 1, lines 10-11: SGD, then the projection onto >= 0
-                self.weights.sub_(self.cfg.adaptive_lr * weight_grad.to(self.weights.dtype))
+                g = weight_grad.to(self.weights.dtype)
+                g = torch.where(torch.isfinite(g).all(), g, torch.zeros_like(g))  # no host sync
+                self.weights.sub_(self.cfg.adaptive_lr * g)
                 self.weights.clamp_(min=0.0)
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         logs = super().step(batch, quiz_batches)
-        return {**logs, "alpha": self.alpha, "beta": self.beta}
+        weights = self.weights.detach().clone()  # read with the other logs, no sync here
+        return {**logs, "alpha": weights[0], "beta": weights[1]}
 
     # ---- state ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

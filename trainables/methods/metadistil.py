@@ -68,6 +68,9 @@ class MetaDistil(KD):
             return {"inner_step": adam_lookahead(self.student_opt, meta.trainable_params(self.student))}
         return {"lr": self.cfg.effective_inner_lr}
 
+    def wants_quiz(self) -> bool:
+        return self.num_steps % self.cfg.meta_interval == 0  # only meta steps use quiz batches
+
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         is_meta = self.num_steps % self.cfg.meta_interval == 0 and bool(quiz_batches)
         self.num_steps += 1
@@ -100,7 +103,7 @@ class MetaDistil(KD):
         self.student_opt.update(loss)
         if not cfg.pilot_update:
             self.apply_meta_gradient(result.grads)
-        return {"loss": loss.item(), "quiz_loss": result.quiz_loss}
+        return {"loss": loss.detach(), "quiz_loss": result.quiz_loss}
 
     def state_dict(self) -> dict:
         return {"num_steps": self.num_steps}

@@ -33,4 +33,4 @@ class PatientKD(KD):
                                for t in teacher_out]).mean()
         loss = kd + self.beta * patient
         self.student_opt.update(loss)
-        return {"loss": loss.item(), "kd_loss": kd.item(), "patient_loss": patient.item()}
+        return {"loss": loss.detach(), "kd_loss": kd.detach(), "patient_loss": patient.detach()}

@@ -101,7 +101,7 @@ class ReptileDistil(KD):
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
         loss = self.distill_loss(student_logits, teacher_logits, batch)
         self.student_opt.update(loss)
-        return {"loss": loss.item(), "inner_loss": inner.item()}
+        return {"loss": loss.detach(), "inner_loss": inner.detach()}
 
     def move_teachers(self, fast: dict[int, torch.Tensor]) -> None:
         """θ_T moves toward θ'_S (``fast``: student parameter id -> its value in S')."""
