@@ -40,7 +40,7 @@ BASELINE = "kd"
 SCORE_SPLITS = ("dev", "test")
 COST_SPLIT = "cost"
 COST_METRICS = ("student_params", "speedup")
-TEST_NAME = "ttest_rel (scipy.stats), paired by seed, two-sided"
+TEST_NAME = "scipy.stats.ttest_rel"
 
 
 # ---- the numbers ----------------------------------------------------------------------------------
@@ -205,8 +205,7 @@ def task_markdown(table: pd.DataFrame, task: str, baseline: str = BASELINE) -> s
     header += [f"Δ vs {baseline.upper()} ({k.replace('_', ' ', 1)})" for k in primaries.values()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in t.iterrows():
-        label = f"{r['method']} (teacher)" if r["method"] == TEACHER else str(r["method"])
-        cells = [label, str(int(r["n"]))]
+        cells = [str(r["method"]), str(int(r["n"]))]
         if has_cost["student_params"]:
             cells.append(_count(r.get("student_params", np.nan)))
         if has_cost["speedup"]:
@@ -233,7 +232,9 @@ def caption(baseline: str = BASELINE, extra: str = "") -> str:
             f"(method − {baseline}, same seed value), on each split's primary metric, in points, with the "
             f"p-value of a two-sided paired t-test ({TEST_NAME}); n/a when {baseline} was not run or fewer "
             f"than 2 seeds pair up (p), or the differences do not vary (p). #Params: the student's; "
-            f"Speed-up: measured teacher/student inference time." + (f" {extra}" if extra else ""))
+            f"Speed-up: measured teacher/student inference time. Figure: bars = mean, error bars = ±1 "
+            f"std (ddof=1), dashed line = teacher; the y axis starts at 0 (below 0 only for a negative "
+            f"value)." + (f" {extra}" if extra else ""))
 
 
 def markdown(table: pd.DataFrame, baseline: str = BASELINE, title: str = "Method comparison",
@@ -325,7 +326,7 @@ def write_outputs(results: pd.DataFrame, out_dir: str, *, prefix: str = "reprodu
     with open(paths["md"], "w") as fh:
         fh.write(md)
     plotted = bar_chart(table, [paths["png"], paths["pdf"]],
-                        title="mean ± std over seeds; dashed: teacher; y from 0")
+                        title="mean ± std over seeds, dashed: teacher")
     return {"paths": paths, "table": table, "markdown": md, "plotted": plotted}
 
 

@@ -50,7 +50,7 @@ def test_mean_std_and_paired_ttest_are_exact(results):
     md = P.task_markdown(P.paper_table(results), "sst2")
     lines = md.splitlines()
     assert lines[0].startswith("| Method | n | #Params |") and "test accuracy" in lines[0]
-    assert lines[2].startswith("| teacher (teacher) | 3 |")
+    assert lines[2].startswith("| teacher | 3 |")
     kd_cells = [c.strip() for c in lines[3].split("|")[1:-1]]
     assert kd_cells[0] == "kd" and kd_cells[-1] == "—" and kd_cells[-2] == "—"
     assert f"{100 * kd.mean():.2f} ± {100 * np.std(kd, ddof=1):.2f}" in kd_cells

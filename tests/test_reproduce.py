@@ -44,7 +44,7 @@ def test_reproduce_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_path):
     md = (out_dir / "reproduce.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
     cells = [[c.strip() for c in r.split("|")[1:-1]] for r in rows]
-    assert [c[0] for c in cells] == ["teacher (teacher)", "kd", "metadistil"]
+    assert [c[0] for c in cells] == ["teacher", "kd", "metadistil"]
     assert cells[1][1] == "2" and cells[2][1] == "2" and "±" in cells[1][-2]
     assert cells[1][-1] == "—" and "ttest_rel" in md
     kd = dev[dev["method"] == "kd"].set_index("seed")["value"]
