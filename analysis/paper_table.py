@@ -5,8 +5,8 @@ store, no Ray, so it can be re-made from a saved CSV.
 
 Input: a *tidy* DataFrame (:data:`TIDY_COLUMNS`), one row per (task, method, seed, metric, split)
 with its ``value``: ``split`` is ``dev`` (the best dev evaluation's ``eval_<metric>``), ``test``
-(``test_<metric>``, only for tasks with a labelled test split) or ``cost`` (``student_params``,
-``speedup``); ``method`` ``teacher`` holds the fine-tuned teacher's scores (one row set per
+(``test_<metric>``, only for tasks with a labelled test split) or ``cost`` (``params``: the
+row's model (student or teacher), ``speedup``); ``method`` ``teacher`` holds the fine-tuned teacher's scores (one row set per
 distinct teacher, ``seed`` = the seed it was fine-tuned for, or empty).
 
 The table (:func:`paper_table`): per task, the teacher row first, then one row per method (in
@@ -39,7 +39,7 @@ TEACHER = "teacher"
 BASELINE = "kd"
 SCORE_SPLITS = ("dev", "test")
 COST_SPLIT = "cost"
-COST_METRICS = ("student_params", "speedup")
+COST_METRICS = ("params", "speedup")
 TEST_NAME = "scipy.stats.ttest_rel"
 
 
@@ -109,7 +109,7 @@ def paper_table(results: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame
     for every (split, metric) with scores ``<split>_<metric>_mean`` / ``_std`` (ddof=1; NaN for
     n = 1) / ``_n`` and, for methods other than the baseline and the teacher,
     ``<split>_<metric>_delta`` / ``_p`` / ``_pairs`` against ``baseline`` (see
-    :func:`paired_delta`); the cost columns ``student_params`` and ``speedup`` (means) where
+    :func:`paired_delta`); the cost columns ``params`` and ``speedup`` (means) where
     present. Columns of a split no row has (no ``test`` rows: no ``test_*`` columns) are absent."""
     df = check_results(results)
     columns = score_columns(df)
@@ -199,15 +199,15 @@ def task_markdown(table: pd.DataFrame, task: str, baseline: str = BASELINE) -> s
         primaries.setdefault(split, key)
     has_cost = {c: c in t.columns and t[c].notna().any() for c in COST_METRICS}
     header = ["Method", "n"]
-    header += ["#Params"] if has_cost["student_params"] else []
+    header += ["#Params"] if has_cost["params"] else []
     header += ["Speed-up"] if has_cost["speedup"] else []
     header += [k.replace("_", " ", 1) for k in keys]
     header += [f"Δ vs {baseline.upper()} ({k.replace('_', ' ', 1)})" for k in primaries.values()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in t.iterrows():
         cells = [str(r["method"]), str(int(r["n"]))]
-        if has_cost["student_params"]:
-            cells.append(_count(r.get("student_params", np.nan)))
+        if has_cost["params"]:
+            cells.append(_count(r.get("params", np.nan)))
         if has_cost["speedup"]:
             s = r.get("speedup", np.nan)
             cells.append("1.00×" if r["method"] == TEACHER else ("–" if pd.isna(s) else f"{s:.2f}×"))
@@ -231,7 +231,7 @@ def caption(baseline: str = BASELINE, extra: str = "") -> str:
             f"seeds fine-tuned their own). Δ vs {baseline.upper()}: mean over seeds of the paired difference "
             f"(method − {baseline}, same seed value), on each split's primary metric, in points, with the "
             f"p-value of a two-sided paired t-test ({TEST_NAME}); n/a when {baseline} was not run or fewer "
-            f"than 2 seeds pair up (p), or the differences do not vary (p). #Params: the student's; "
+            f"than 2 seeds pair up (p), or the differences do not vary (p). #Params: of the row's model; "
             f"Speed-up: measured teacher/student inference time. Figure: bars = mean, error bars = ±1 "
             f"std (ddof=1), dashed line = teacher; the y axis starts at 0 (below 0 only for a negative "
             f"value)." + (f" {extra}" if extra else ""))

@@ -24,7 +24,7 @@ def results() -> pd.DataFrame:
     data = (rows("sst2", "teacher", TEACHER) + rows("sst2", "kd", KD) + rows("sst2", "metadistil", META)
             + rows("sst2", "kd", {43: 0.7, 44: 0.71, 45: 0.72}, split="test")
             + rows("sst2", "metadistil", {43: 0.75, 44: 0.74, 45: 0.78}, split="test")
-            + rows("sst2", "kd", {43: 11e6, 44: 11e6, 45: 11e6}, metric="student_params", split="cost")
+            + rows("sst2", "kd", {43: 11e6, 44: 11e6, 45: 11e6}, metric="params", split="cost")
             + rows("cola", "kd", {43: 0.20}, metric="mcc") + rows("cola", "metadistil", {43: 0.25}, metric="mcc")
             + rows("cola", "pkd", {44: 0.3}, metric="mcc"))
     return pd.DataFrame(data)
@@ -45,7 +45,7 @@ def test_mean_std_and_paired_ttest_are_exact(results):
     assert row["test_accuracy_p"] == pytest.approx(ttest_rel(test_meta, test_kd).pvalue, rel=1e-12)
     assert pd.isna(table.loc[("sst2", "kd"), "dev_accuracy_delta"])  # the baseline has no Δ
     assert table.loc[("sst2", "teacher"), "dev_accuracy_mean"] == pytest.approx(0.91)
-    assert table.loc[("sst2", "kd"), "student_params"] == 11e6
+    assert table.loc[("sst2", "kd"), "params"] == 11e6
 
     md = P.task_markdown(P.paper_table(results), "sst2")
     lines = md.splitlines()

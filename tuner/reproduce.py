@@ -139,7 +139,7 @@ def task_metric_order(task: str, args: argparse.Namespace) -> list[str]:
 
 def split_metrics(metrics: dict[str, Any]) -> dict[tuple[str, str], float]:
     """{(split, metric): value} of a trial's final metrics: ``best_eval_<m>`` -> dev, ``test_<m>``
-    (or ``best_test_<m>``) -> test, ``student_params`` / ``speedup`` -> cost."""
+    (or ``best_test_<m>``) -> test, ``student_params`` (as ``params``) / ``speedup`` -> cost."""
     out: dict[tuple[str, str], float] = {}
     for key, value in metrics.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -149,7 +149,9 @@ def split_metrics(metrics: dict[str, Any]) -> dict[tuple[str, str], float]:
                 metric = key[len(prefix):]
                 if metric not in _NOT_METRICS:
                     out.setdefault((split, metric), float(value))
-        if key in ("student_params", "speedup"):
+        if key == "student_params":
+            out[("cost", "params")] = float(value)
+        elif key == "speedup":
             out[("cost", key)] = float(value)
     return out
 
@@ -247,6 +249,13 @@ def teachers_used(runs: dict[int, Any], record: dict) -> dict[str, set]:
     return used
 
 
+def _teacher_params(summary: dict) -> float | None:
+    for trial in (summary.get("seeds") or {}).get("trials", []):
+        if trial["metrics"].get("teacher_params"):
+            return float(trial["metrics"]["teacher_params"])
+    return None
+
+
 # ---- the run --------------------------------------------------------------------------------------
 
 def _log_reproduce_run(client, experiment_id: str, name: str, tasks, methods, args, sweeps) -> str:
@@ -289,6 +298,7 @@ def reproduce(args: argparse.Namespace) -> dict[str, Any]:
         try:
             rows, summaries = [], {}
             teachers: dict[str, dict[str, set]] = {}
+            teacher_params: dict[str, float | None] = {}
             for task, method, spec in sweeps:
                 if not args.quiet:
                     print(f"== {name}: {method} on {task} ({spec.num_samples} trials, then {spec.seeds} seeds) ==",
@@ -298,10 +308,14 @@ def reproduce(args: argparse.Namespace) -> dict[str, Any]:
                 runs = seed_runs(uri, experiment_id, spec.name)
                 order = task_metric_order(task, args)
                 rows += student_rows(task, method, summary, runs, order)
+                teacher_params.setdefault(task, _teacher_params(summary))
                 for path, seeds in teachers_used(runs, read_record(spec.experiment_dir)).items():
                     teachers.setdefault(task, {}).setdefault(path, set()).update(seeds)
             for task in tasks:
                 rows += teacher_rows(task, teachers.get(task, {}), task_metric_order(task, args))
+                if teacher_params.get(task) and any(r["method"] == "teacher" and r["task"] == task for r in rows):
+                    rows.append({"task": task, "method": "teacher", "seed": None, "metric": "params",
+                                 "split": "cost", "value": teacher_params[task]})
             if not any(r["method"] != "teacher" for r in rows):
                 raise UserError("no seed re-run finished: nothing to tabulate (see the sweeps' errors above)")
             results = pd.DataFrame(rows)
