@@ -6,5 +6,7 @@
   (``python -m analysis.sensitivity``);
 * :mod:`analysis.dynamics`: alpha/beta and teacher/student curves against the training step
   (``python -m analysis.dynamics``);
+* :mod:`analysis.paper_table`: per-seed results -> the papers' table with paired Δ vs KD
+  (``python -m analysis.paper_table --from reproduce.csv``; ``python -m tuner.reproduce`` runs it);
 * :mod:`analysis.plots`: the matplotlib figures; every function returns the data it plotted.
 """

@@ -18,9 +18,14 @@ from trainables.config import DEFAULT_TEACHER, HPARAMS, DistillConfig, field_cho
 from trainables.errors import exit_on_user_error
 
 
-def add_model_and_data_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every CLI that trains (run, tuner.launch, analysis.sensitivity)."""
-    parser.add_argument("--task", default="sst2", help="task name, or a folder with train/dev files")
+def add_model_and_data_args(parser: argparse.ArgumentParser, *, several_tasks: bool = False) -> None:
+    """Options shared by every CLI that trains (run, tuner.launch, tuner.reproduce,
+    analysis.sensitivity); ``several_tasks``: ``--tasks A,B`` (comma-separated) instead of ``--task``."""
+    if several_tasks:
+        parser.add_argument("--tasks", default="sst2",
+                            help="tasks, comma-separated: names, or folders with train/dev files (default sst2)")
+    else:
+        parser.add_argument("--task", default="sst2", help="task name, or a folder with train/dev files")
     parser.add_argument("--data-dir", default=None,
                         help="local data dir <dir>/<task>/{train,dev}.tsv (default: $TUNER_DATA_DIR)")
     parser.add_argument("--text-columns", default=None, help="bring-your-own task: text column(s) a[,b]")

@@ -37,11 +37,7 @@ LAUNCH_DEFAULTS = {"epochs": 2, "batch_size": 16, "num_samples": 8, "max_concurr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainables.config import field_choices
     from trainables.run import add_model_and_data_args
-
-    from tuner.sweep import SCHEDULERS
-    from tuner.tracking import DEFAULT_EXPERIMENT
 
     d = LAUNCH_DEFAULTS
     p = argparse.ArgumentParser(prog="python -m tuner.launch", description=__doc__,
@@ -50,14 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print methods, tasks and each method's search space")
     add_model_and_data_args(p)
     p.set_defaults(epochs=d["epochs"], batch_size=d["batch_size"])
+    o = add_sweep_args(p)
+    o.add_argument("--name", default=None, help="sweep name (default <method>-<task>-<time>)")
+    o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name")
+    o.add_argument("--output-json", default=None, help="write the summary here")
+    o.add_argument("--quiet", action="store_true", help="no trial table")
+    return p
+
+
+def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
+    """The sweep options shared by the CLIs that run sweeps (``tuner.launch``, ``tuner.reproduce``):
+    ``--student-layers``, the search, resource and tracking groups, with :data:`LAUNCH_DEFAULTS`.
+    ``single_method=False`` leaves out what belongs to one method's space (``--space``, ``--grid``).
+    Returns the "tracking and output" group, for the caller's own output options."""
+    from trainables.config import field_choices
+
+    from tuner.sweep import SCHEDULERS
+    from tuner.tracking import DEFAULT_EXPERIMENT
+
+    d = LAUNCH_DEFAULTS
     p.add_argument("--student-layers", type=int, default=None,
                    help="layers of the default truncated student (same as --set student_layers=N)")
     g = p.add_argument_group("search")
     g.add_argument("--num-samples", type=int, default=d["num_samples"],
                    help=f"trials (default {d['num_samples']}; with --grid: repeats of the grid)")
-    g.add_argument("--space", default=None, metavar="FILE", help="YAML overriding search ranges")
-    g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                   help="grid over a hyperparameter instead of the search (repeatable)")
+    if single_method:
+        g.add_argument("--space", default=None, metavar="FILE", help="YAML overriding search ranges")
+        g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="grid over a hyperparameter instead of the search (repeatable)")
+    else:
+        p.set_defaults(space=None, grid=[])
     g.add_argument("--scheduler", default=None, choices=SCHEDULERS,
                    help="asha (default for a search) or fifo (default for a grid)")
     g.add_argument("--grace-period", type=int, default=d["grace_period"],
@@ -97,11 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--storage-path", default=None,
                    help="where sweeps, checkpoints, teachers and best students go (default ./ray_results; "
                         "shared storage on a cluster)")
-    o.add_argument("--name", default=None, help="sweep name (default <method>-<task>-<time>)")
-    o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name")
-    o.add_argument("--output-json", default=None, help="write the summary here")
-    o.add_argument("--quiet", action="store_true", help="no trial table")
-    return p
+    return o
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:
