@@ -69,7 +69,7 @@ class MetaDistil(KD):
         if cfg.pilot_update:
             with torch.no_grad():
                 teacher_logits = self.mean_logits(self.teacher_outputs(batch))
-            student_logits = result.first_logits if reuse else self.student(**model_inputs(batch)).logits
+            student_logits = result.first_logits if reuse else self.student(**model_inputs(batch, self.student)).logits
             loss = self.distill_loss(student_logits, teacher_logits, batch)
             self.student_opt.update(loss)
             loss = loss.item()
