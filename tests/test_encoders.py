@@ -1,7 +1,8 @@
 """Encoders other than BERT: every method runs end-to-end (``trainables.experiment.run``: teacher
 fine-tuning stage, truncated student, training, evaluation, speed-up) on real SST-2 rows with tiny
-random DistilBERT, RoBERTa and ELECTRA backbones; a model only gets the inputs its forward takes;
-teachers with different tokenizers are a clear error."""
+random DistilBERT, RoBERTa and ELECTRA backbones (and BERT, the reference); every forward gets
+only the inputs its signature names; teachers (or a student source) with different tokenizers
+are a clear error, even with vocabularies of one size."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def spy_inputs(prep, calls: list) -> None:
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
-@pytest.mark.parametrize("arch", ENCODERS)
+@pytest.mark.parametrize("arch", [*ENCODERS, "bert"])
 def test_every_method_runs_end_to_end(backbones, data_dir, arch, method):
     calls = []
     summary = run(_cfg(backbones[arch], method, data_dir=data_dir),
@@ -96,8 +97,9 @@ def test_every_method_runs_end_to_end(backbones, data_dir, arch, method):
     assert roles == ({"student"} if method == "finetune" else {"student", "teacher"})
     for role, named, got in calls:
         assert got - {"output_hidden_states"} <= named - {"labels"}, (role, got)
-    # the (segment-id-producing) BERT tokenizer's token_type_ids reach ELECTRA only
-    assert any("token_type_ids" in got for _, _, got in calls) == (arch == "electra")
+    # the BERT tokenizer's token_type_ids reach BERT and ELECTRA, not DistilBERT (RoBERTa's BPE
+    # tokenizer makes none)
+    assert any("token_type_ids" in got for _, _, got in calls) == (arch in ("bert", "electra"))
     assert 0.0 <= summary["eval_accuracy"] <= 1.0
     assert summary["history"] and math.isfinite(summary["final_train_loss"])
     assert summary["student_layers"] == (2 if method == "pkd" else 1)
@@ -110,6 +112,12 @@ def test_every_method_runs_end_to_end(backbones, data_dir, arch, method):
 def test_first_order_meta_gradient_runs_on_other_encoders(backbones, data_dir, arch):
     summary = run(_cfg(backbones[arch], "metadistil", data_dir=data_dir, first_order=True))
     assert math.isfinite(summary["final_train_loss"])
+
+
+def test_max_seq_length_beyond_the_position_table_is_a_clear_error(backbones, data_dir):
+    # tiny RoBERTa: 128 position embeddings, ids from padding_idx + 1 = 2: 126 usable positions
+    with pytest.raises(UserError, match=r"max_seq_length=127 .* \(126 positions\)"):
+        run(_cfg(backbones["roberta"], "finetune", data_dir=data_dir, max_seq_length=127))
 
 
 # ---- one tokenizer --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from trainables.models import (
     describe_tokenizer,
     load_classifier,
     load_tokenizer,
+    max_sequence_length,
     tokenizer_fingerprint,
 )
 from trainables.profiling import speedup
@@ -81,6 +82,10 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
         if "input_ids" not in accepted_inputs(model):
             raise UserError(f"the {name} ({type(model).__name__}) takes no input_ids: only text encoders "
                             "with a sequence-classification head can be distilled")
+        longest = max_sequence_length(model)
+        if longest is not None and cfg.max_seq_length > longest:
+            raise UserError(f"max_seq_length={cfg.max_seq_length} is longer than the {name} can take "
+                            f"({longest} positions); use max_seq_length <= {longest}")
 
     def loader(split, shuffle, batch_size):
         ds = tokenize_split(getattr(data, split), tokenizer, task, cfg.max_seq_length)

@@ -163,6 +163,16 @@ def describe_tokenizer(tokenizer) -> str:
     return f"{type(tokenizer).__name__} of {getattr(tokenizer, 'name_or_path', '?')!r} ({len(tokenizer)} tokens)"
 
 
+def max_sequence_length(model: nn.Module) -> int | None:
+    """The longest input ``model``'s position table covers: ``max_position_embeddings``, less
+    ``padding_idx + 1`` for RoBERTa-style embeddings (their position ids start there)."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    offset = getattr(getattr(model.base_model, "embeddings", None), "padding_idx", None)
+    return positions - (offset + 1) if isinstance(offset, int) else positions
+
+
 def num_layers(model: nn.Module) -> int:
     return int(model.config.num_hidden_layers)
 
