@@ -21,6 +21,9 @@ from meta_helpers import (
     tiny_classifier,
 )
 
+from trainables import meta
+from trainables.optim import Updater, adam_lookahead
+
 INNER_LR = 0.5
 # one entry (the largest analytic gradient) of each of these teacher tensors is checked
 CHECKED = ("classifier.weight", "bert.pooler.dense.weight", "bert.encoder.layer.1.output.dense.bias",
@@ -152,19 +155,35 @@ def test_pilot_update_uses_the_teacher_after_its_meta_update(fresh, data, first_
     assert gap > 1e-6  # the check above can tell the two teachers apart
 
 
-def test_without_pilot_update_the_student_is_the_experimental_student(fresh, data):
+def adamw(params, lr: float = 1e-3) -> Updater:
+    """The engine's real student optimiser: AdamW, warm-up/decay schedule, clipping, weight decay."""
+    return Updater(params, lr, total_steps=10, warmup_ratio=0.2, weight_decay=0.01, max_grad_norm=1.0)
+
+
+def test_without_pilot_update_only_the_order_of_updates_changes(fresh, data):
+    """pilot_update=false: the real student takes its own AdamW step on the KD loss with the *old*
+    teacher (exactly what KD would do), and the teacher gets the same meta-update as with the pilot."""
     student, teacher = fresh
     x, quiz = data
-    before = copy.deepcopy(teacher)
-    method = make_method("metadistil", student, [teacher], student_opt=SGDUpdater(student.parameters(), 0.05),
+    kd_student, kd_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+    pilot_student, pilot_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+    kd = make_method("kd", kd_student, [kd_teacher], student_opt=adamw(kd_student.parameters()), alpha=0.5)
+    kd_logs = kd.step(x)
+    pilot = make_method("metadistil", pilot_student, [pilot_teacher], student_opt=adamw(pilot_student.parameters()),
+                        teacher_opt=SGDUpdater(pilot_teacher.parameters(), 50.0), inner_lr=INNER_LR, alpha=0.5)
+    pilot.step(x, quiz)
+    method = make_method("metadistil", student, [teacher], student_opt=adamw(student.parameters()),
                          teacher_opt=SGDUpdater(teacher.parameters(), 50.0), inner_lr=INNER_LR,
                          alpha=0.5, pilot_update=False)
-    experimental = sgd_copy(student, [teacher], [x], INNER_LR, alpha=0.5)
     logs = method.step(x, quiz)
-    for (name, p), q in zip(student.named_parameters(), experimental.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-12, msg=name)
-    assert not torch.equal(teacher.classifier.weight, before.classifier.weight)
-    assert logs["quiz_loss"] == pytest.approx(quiz_loss_of(copy.deepcopy(experimental), quiz), rel=1e-9)
+    for (name, p), q in zip(student.named_parameters(), kd_student.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12, msg=name)  # AdamW with the old teacher
+    for (name, p), q in zip(teacher.named_parameters(), pilot_teacher.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12, msg=name)  # the same meta-update
+    assert not torch.equal(teacher.classifier.weight, kd_teacher.classifier.weight)  # it did learn
+    gap = max(float((a - b).detach().abs().max()) for a, b in zip(student.parameters(), pilot_student.parameters()))
+    assert gap > 1e-9  # and the pilot's student (new teacher) differs: the check can tell them apart
+    assert logs["loss"] == pytest.approx(kd_logs["loss"], rel=1e-12)
 
 
 def test_meta_interval_meta_updates_every_kth_step(fresh, data):
@@ -202,16 +221,20 @@ def test_multi_teacher_meta_updates_every_teacher(models, data):
 
 # ---- alpha and beta -------------------------------------------------------------------------------
 
-def test_alpha_beta_are_projected_to_finite_non_negative_values(fresh):
+def test_alpha_beta_take_sgd_steps_projected_to_finite_non_negative_values(fresh):
+    """Algorithm 1, lines 10-11: alpha <- alpha - adaptive_lr * grad (plain SGD), then >= 0."""
     student, teacher = fresh
-    method = make_method("meta-adaptive-kd", student, [teacher], alpha=0.001, beta=0.5, adaptive_lr=0.1)
+    method = make_method("meta-adaptive-kd", student, [teacher], alpha=0.3, beta=0.5, adaptive_lr=0.1)
     none = [None] * len(method.teacher_opt.params)
-    method.apply_meta_gradient(none + [torch.tensor([10.0, -10.0], dtype=torch.float64)])
-    assert method.alpha == 0.0 and method.beta == pytest.approx(0.6)  # Adam's first step: lr * sign
+    method.apply_meta_gradient(none + [torch.tensor([1.0, -2.0], dtype=torch.float64)])
+    assert (method.alpha, method.beta) == (pytest.approx(0.2), pytest.approx(0.7))
+    method.apply_meta_gradient(none + [torch.tensor([0.25, 0.0], dtype=torch.float64)])
+    assert (method.alpha, method.beta) == (pytest.approx(0.175), pytest.approx(0.7))  # not Adam's lr*sign
+    method.apply_meta_gradient(none + [torch.tensor([10.0, 0.0], dtype=torch.float64)])
+    assert method.alpha == 0.0  # projected
     method.apply_meta_gradient(none + [torch.tensor([float("nan"), float("inf")], dtype=torch.float64)])
-    assert method.alpha == 0.0 and method.beta == pytest.approx(0.6)
-    state = method.state_dict()
-    assert state["weights"].tolist() == pytest.approx([0.0, 0.6])
+    assert method.alpha == 0.0 and method.beta == pytest.approx(0.7)
+    assert method.state_dict()["weights"].tolist() == pytest.approx([0.0, 0.7])
 
 
 def test_alpha_beta_trajectory_is_logged_every_step(fresh, data):
@@ -235,7 +258,72 @@ def test_meta_adaptive_kd_state_round_trip(fresh, data):
     other = make_method("meta-adaptive-kd", copy.deepcopy(student), [copy.deepcopy(teacher)], adaptive_lr=0.05)
     other.load_state_dict(state)
     assert other.num_steps == 1 and (other.alpha, other.beta) == (method.alpha, method.beta)
-    assert other.weights.requires_grad and other.weight_opt.state_dict()["state"][0]["step"] == 1
+    assert other.weights.requires_grad
+
+
+# ---- inner_update=adam: S' looks ahead along the real student's AdamW step -------------------------
+
+def warmed_up(student, teacher, x, steps: int = 2) -> Updater:
+    """A real AdamW student updater with ``steps`` steps of moments behind it."""
+    opt = adamw(student.parameters(), lr=1e-2)
+    kd = make_method("kd", student, [teacher], student_opt=opt, alpha=0.5)
+    for _ in range(steps):
+        kd.step(x)
+    return opt
+
+
+def test_adam_lookahead_is_the_real_adamw_step(fresh, data):
+    student, teacher = fresh
+    x, _ = data
+    opt = warmed_up(student, teacher, x)
+    params = meta.trainable_params(student)
+    with torch.no_grad():
+        t = teacher(**inputs(x)).logits
+    loss = make_method("kd", copy.deepcopy(student), [teacher], alpha=0.5).distill_loss(
+        meta.logits(student, params, x), t, x)
+    grads = torch.autograd.grad(loss, list(params.values()), retain_graph=True)
+    ahead = adam_lookahead(opt, params)(params, grads)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    opt.update(loss)  # the real step, from the same state
+    moved = 0.0
+    for name, p in student.named_parameters():
+        torch.testing.assert_close(ahead[name], p, rtol=0, atol=1e-12, msg=name)
+        moved = max(moved, float((p.detach() - before[name]).abs().max()))
+    assert moved > 1e-4
+
+
+def test_adam_inner_update_meta_gradient_matches_finite_differences(fresh, data):
+    student, teacher = fresh
+    x, quiz = data
+    opt = warmed_up(student, teacher, x)
+    teacher.requires_grad_(True)
+    method = make_method("metadistil", student, [teacher], student_opt=opt,
+                         teacher_opt=CaptureUpdater(teacher.parameters(), 0.0), inner_update="adam",
+                         alpha=0.6, temperature=2.0)
+    start, start_opt = copy.deepcopy((student, opt))  # the real step below changes them
+    method.step(x, quiz)
+    grads = dict(zip([n for n, _ in teacher.named_parameters()], method.teacher_opt.grads))
+
+    def quiz_after_real_adamw_step():
+        s, o = copy.deepcopy((start, start_opt))
+        kd = make_method("kd", s, [teacher], student_opt=o, alpha=0.6, temperature=2.0)
+        kd.step(x)
+        return quiz_loss_of(s, quiz)
+
+    params = dict(teacher.named_parameters())
+    for name in CHECKED:
+        index = int(grads[name].abs().argmax())
+        analytic = float(grads[name].view(-1)[index])
+        numeric = central_difference(quiz_after_real_adamw_step, params[name], index)
+        assert abs(analytic) > 1e-10, name
+        assert relative_error(analytic, numeric) < 1e-3, (name, analytic, numeric)
+
+
+def test_adam_inner_update_rejects_first_order(fresh):
+    from trainables.errors import UserError
+
+    with pytest.raises(UserError, match="first_order=true needs inner_update=sgd"):
+        make_method("metadistil", *fresh[:1], [fresh[1]], inner_update="adam", first_order=True)
 
 
 # ---- not only BERT --------------------------------------------------------------------------------

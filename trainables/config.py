@@ -48,6 +48,12 @@ class DistillConfig:
     max_train_samples: int | None = _setup(None, help="cap on training rows (before the quiz split)")
     max_eval_samples: int | None = _setup(None, help="cap on dev rows")
     quiz_fraction: float = _setup(0.1, help="fraction of the training file held out as the quiz set")
+    quiz_policy: str = _setup("meta-only", choices=["meta-only", "all-methods"],
+                              help="meta-only: methods without a quiz set train on the whole training file; "
+                                   "all-methods: every method trains on the rows left after the quiz split")
+    data_seed: int = _setup(42, help="seed of the training subsample and the quiz split (the teacher stage's too)")
+    select: str = _setup("best-dev", choices=["best-dev", "final"],
+                         help="which student is saved and scored on test: the best dev evaluation or the last")
     device: str = _setup("auto", choices=["auto", "cpu", "cuda"])
     bf16: bool = _setup(False, help="bf16 autocast for forward passes")
     eval_steps: int = _setup(0, help="evaluate every N steps (0: once per epoch)")
@@ -72,16 +78,23 @@ class DistillConfig:
     seed: int = _hp(42)
     student_layers: int = _hp(3, help="layers of the default truncated student")
     max_seq_length: int = _hp(128)
-    kd_loss: str = _hp("kl", choices=["kl", "mse"])
+    kd_loss: str = _hp("kl", choices=["kl", "mse", "mse_prob"],
+                       help="soft loss: kl (T^2 KL), mse (logits), mse_prob (T^2 MSE of softened probabilities)")
+    teacher_dropout: bool = _hp(False, help="teachers run with dropout on in their training forwards (every method)")
     pkd_layer_map: str = _hp("skip", choices=["skip", "last"])
-    update_strategy: str = _hp("first", choices=["first", "last", "skip", "both"])
+    update_strategy: str = _hp("skip", choices=["first", "last", "skip", "both"])
+    reptile_map_embeddings: bool = _hp(True, help="reptile-distil: also pull embeddings, pooler and classifier")
     reptile_update: str = _hp("plain", choices=["plain", "adam"])
     pilot_update: bool = _hp(True)
+    inner_update: str = _hp("sgd", choices=["sgd", "adam"],
+                            help="the experimental student's step: sgd at inner_lr, or a look-ahead of "
+                                 "the real student's AdamW step")
     meta_interval: int = _hp(1, help="meta-update the teacher every k steps")
     first_order: bool = _hp(False, help="drop second-order terms of the meta-gradient")
     num_quiz_batches: int = _hp(1)
     num_inner_batches: int = _hp(1, help="meta-adaptive-kd: inner mini-batches per meta step")
-    adaptive_lr: float | None = _hp(None, help="meta-adaptive-kd: lr of alpha/beta (default teacher_lr)")
+    adaptive_lr: float = _hp(100.0, help="meta-adaptive-kd: SGD lr of the loss weights alpha/beta (their "
+                             "meta-gradient is ~inner_lr x a gradient dot product, hence the large lr)")
     noise_prob: float = _hp(0.0, help="probability of replacing a token by noise")
     noise_token: str = _hp("mask", choices=["mask", "unk", "random"])
     warmup_epochs: int = _hp(0, help="epochs of task-only student training before distillation")

@@ -14,7 +14,15 @@ The three splits of :class:`TaskData`:
 
 * ``train``: the rows the student takes gradient steps on;
 * ``quiz``: a seeded held-out ``quiz_fraction`` of the *training file* (never trained on);
-* ``dev``: evaluation and model selection only; never used as quiz.
+* ``dev``: evaluation and model selection only; never used as quiz;
+* ``test`` (optional): a labelled ``test.*`` file in the local folder (ChemProt, GAD, bring your
+  own); the selected student is scored on it once, at the end. A test file without the label
+  column (GLUE's) means no test split.
+
+Which rows train (``hold_out_quiz``): methods with a quiz set train on the rows left after the
+quiz split; the others, by default, on the whole (capped) training file. The subsample and the
+quiz split are drawn with the *data seed*, never the training seed, so every seed of a run, and
+the teacher stage, see the same rows.
 
 Every split has the task's text columns, ``labels`` (int64 class id, or float32 regression target)
 and ``idx`` (the row's position in its source file, 0-based). Error messages number rows as
@@ -51,6 +59,7 @@ class TaskData:
     train: datasets.Dataset
     quiz: datasets.Dataset
     dev: datasets.Dataset
+    test: datasets.Dataset | None = None
 
 
 # ---- reading one file -------------------------------------------------------------------------------
@@ -117,6 +126,8 @@ def _read_jsonl(path: str) -> datasets.Dataset:
         raise UserError(f"empty file {path}: no JSON lines")
     return ds.map(_stringify, batched=True, features=_string_features(ds.column_names))
 
+
+_DELIMITERS = {".tsv": ("\t", csv.QUOTE_NONE), ".csv": (",", csv.QUOTE_MINIMAL)}
 
 READERS: dict[str, Callable[[str], datasets.Dataset]] = {
     ".tsv": partial(_read_delimited, delimiter="\t", quoting=csv.QUOTE_NONE),
@@ -233,7 +244,26 @@ def load_splits(task: TaskSpec, data_dir: str | None) -> dict[str, datasets.Data
     if folder is None or not os.path.isdir(folder):
         return _load_from_hub(task, folder)
     files = {split: find_split_file(folder, split) for split in SPLITS}
-    return {split: _prepare_split(read_table(path), task, path) for split, path in files.items()}
+    splits = {split: _prepare_split(read_table(path), task, path) for split, path in files.items()}
+    test = labelled_test_file(folder, task)
+    if test is not None:
+        splits["test"] = _prepare_split(read_table(test), task, test)
+    return splits
+
+
+def labelled_test_file(folder: str, task: TaskSpec) -> str | None:
+    """The folder's ``test.*`` file when it has the task's label column (GLUE's test files have
+    none: no test split then)."""
+    names = [n for n in sorted(os.listdir(folder))
+             if os.path.splitext(n)[0] == "test" and os.path.splitext(n)[1].lower() in READERS]
+    if not names:
+        return None
+    path = find_split_file(folder, "test")
+    if os.path.splitext(path)[1].lower() == ".jsonl":
+        has_label = task.label_column in read_table(path).column_names
+    else:
+        has_label = task.label_column in _header(path, *_DELIMITERS[os.path.splitext(path)[1].lower()])
+    return path if has_label else None
 
 
 # ---- splits -------------------------------------------------------------------------------------------
@@ -250,25 +280,31 @@ def _subsample(ds: datasets.Dataset, n: int | None, seed: int, option: str) -> d
 
 def load_task_data(task: TaskSpec, data_dir: str | None, *, max_train_samples: int | None = None,
                    max_eval_samples: int | None = None, quiz_fraction: float = 0.1,
-                   seed: int = 42) -> TaskData:
-    """Train / quiz / dev splits of a task.
+                   seed: int = 42, hold_out_quiz: bool = True) -> TaskData:
+    """Train / quiz / dev (/ test) splits of a task.
 
-    ``max_train_samples`` caps the training file *before* the quiz split, to a random subset drawn
-    with ``seed``; ``max_eval_samples`` caps dev to a subset drawn with the fixed
-    :data:`EVAL_SUBSET_SEED`. The quiz split is ``train_test_split(quiz_fraction, seed=seed)``:
-    disjoint from train and the same for the same seed.
+    ``seed`` is the *data seed*: ``max_train_samples`` caps the training file *before* the quiz
+    split, to a random subset drawn with it, and the quiz split is
+    ``train_test_split(quiz_fraction, seed=seed)``: disjoint from train and the same for the same
+    seed. ``hold_out_quiz=False`` keeps the quiz rows in ``train`` too (for methods that have no
+    quiz set; ``quiz`` still names the rows a quiz set would be). ``max_eval_samples`` caps dev
+    and test to subsets drawn with the fixed :data:`EVAL_SUBSET_SEED`.
     """
     if not 0.0 < quiz_fraction < 1.0:
         raise UserError(f"quiz_fraction must be in (0, 1), got {quiz_fraction}")
     splits = load_splits(task, data_dir)
     train = _subsample(splits["train"], max_train_samples, seed, "max_train_samples")
     dev = _subsample(splits["dev"], max_eval_samples, EVAL_SUBSET_SEED, "max_eval_samples")
+    test = splits.get("test")
+    if test is not None:
+        test = _subsample(test, max_eval_samples, EVAL_SUBSET_SEED, "max_eval_samples")
     try:
         parts = train.train_test_split(test_size=quiz_fraction, seed=seed)
     except ValueError as err:
         raise UserError(f"cannot hold out quiz_fraction={quiz_fraction} of {len(train)} training rows: "
                         f"{_one_line(err)}") from err
-    return TaskData(task=task, train=parts["train"], quiz=parts["test"], dev=dev)
+    return TaskData(task=task, train=parts["train"] if hold_out_quiz else train, quiz=parts["test"],
+                    dev=dev, test=test)
 
 
 # ---- model inputs ------------------------------------------------------------------------------------

@@ -60,11 +60,13 @@ class Loaders:
     train: DataLoader
     dev: DataLoader
     quiz: DataLoader | None = None
+    test: DataLoader | None = None    # a labelled test split: scored once, after training
 
 
 @dataclass
 class TrainResult:
     best: dict                                       # metrics of the best evaluation (by eval_score)
+    selected: dict = field(default_factory=dict)     # metrics of the selected student's evaluation
     history: list[dict] = field(default_factory=list)   # every evaluation's metrics
     losses: list[float] = field(default_factory=list)   # training loss of every step
     logs: list[dict] = field(default_factory=list)      # every step's method logs (all scalars)
@@ -108,7 +110,8 @@ class Engine:
 
         method.student.to(device).train()
         for t in method.teachers:
-            t.to(device).train(method.teacher_learns)
+            # one rule for every method: teacher dropout is a setting, not a property of the method
+            t.to(device).train(cfg.teacher_dropout)
             t.requires_grad_(method.teacher_learns)
         student_opt = Updater(method.student.parameters(), cfg.student_lr, total_steps=self.total_steps,
                               warmup_ratio=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay,
@@ -255,6 +258,7 @@ class Engine:
         if self.best is None:  # nothing trained (e.g. resumed after the end): evaluate once
             self._evaluate_and_report(self.step / max(1, self.steps_per_epoch), report)
         self.result.best = dict(self.best)
+        self.result.selected = dict(self.best if cfg.select == "best-dev" else self.result.history[-1])
         return self.result
 
     def best_student_model(self) -> torch.nn.Module:
@@ -263,3 +267,17 @@ class Engine:
         if self.best_student is not None:
             model.load_state_dict(self.best_student)
         return model
+
+    def selected_student_model(self) -> torch.nn.Module:
+        """The student ``select`` chooses: the best dev evaluation's, or the final one."""
+        if self.cfg.select == "final":
+            return copy.deepcopy(self.method.student)
+        return self.best_student_model()
+
+    def test_metrics(self) -> dict[str, float]:
+        """The selected student's metrics on the test split (``test_<metric>``, ``test_score``),
+        or nothing when the task has no labelled test split. Called once, after training."""
+        if self.loaders.test is None:
+            return {}
+        return evaluate(self.selected_student_model(), self.loaders.test, self.task, self.device,
+                        self.cfg.bf16, prefix="test_")

@@ -49,11 +49,18 @@ class Prepared:
     teacher_info: ModelInfo | None
 
 
+def holds_out_quiz(cfg: DistillConfig) -> bool:
+    """Whether the run's student trains without the quiz rows: always for a method with a quiz
+    set, for the others only under ``quiz_policy=all-methods``."""
+    return get_method(cfg.method).needs_quiz or cfg.quiz_policy == "all-methods"
+
+
 def load_task(cfg: DistillConfig) -> tuple[TaskSpec, TaskData]:
+    """The task and its splits; rows are drawn with ``data_seed`` (never the training seed)."""
     task = get_task(cfg.task, cfg.text_columns, cfg.label_column)
     data = load_task_data(task, cfg.data_dir, max_train_samples=cfg.max_train_samples,
                           max_eval_samples=cfg.max_eval_samples, quiz_fraction=cfg.quiz_fraction,
-                          seed=cfg.seed)
+                          seed=cfg.data_seed, hold_out_quiz=holds_out_quiz(cfg))
     return task, data
 
 
@@ -93,7 +100,8 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
                            num_workers=cfg.num_workers)
 
     loaders = Loaders(train=loader("train", True, cfg.batch_size), dev=loader("dev", False, 64),
-                      quiz=loader("quiz", True, cfg.batch_size) if method_cls.needs_quiz else None)
+                      quiz=loader("quiz", True, cfg.batch_size) if method_cls.needs_quiz else None,
+                      test=loader("test", False, 64) if data.test is not None else None)
     augment = NoiseInjector(tokenizer, cfg.noise_prob, cfg.noise_token, cfg.seed) if cfg.noise_prob > 0 else None
     method = method_cls(cfg, task, student, teachers)
     engine = Engine(cfg, task, method, loaders, device, augment=augment, progress=progress)
@@ -133,7 +141,7 @@ def save_model(model: torch.nn.Module, tokenizer, path: str) -> str:
 def summarise(prep: Prepared, result: TrainResult, seconds: float) -> dict:
     """The run's final record: best dev metrics, sizes, measured speed-up, curves."""
     engine = prep.engine
-    out = {"method": prep.cfg.method, "task": prep.task.name, **result.best,
+    out = {"method": prep.cfg.method, "task": prep.task.name, **result.selected, "select": prep.cfg.select,
            "best_step": result.best.get("step"), "train_seconds": seconds,
            "student_params": prep.student_info.params, "student_layers": prep.student_info.layers,
            "final_train_loss": result.losses[-1] if result.losses else None,
@@ -161,8 +169,9 @@ def run(cfg: DistillConfig, *, report: Reporter | None = None, resume_from: str 
     start = time.perf_counter()
     result = prep.engine.fit(report=report, resume_from=resume_from)
     summary = summarise(prep, result, time.perf_counter() - start)
+    summary.update(prep.engine.test_metrics())
     if cfg.output_dir:
-        summary["student_path"] = save_model(prep.engine.best_student_model(), prep.tokenizer,
+        summary["student_path"] = save_model(prep.engine.selected_student_model(), prep.tokenizer,
                                              os.path.join(cfg.output_dir, "student"))
         if prep.engine.method.teacher_learns:  # the meta-learned teacher(s), for static teaching
             summary["teacher_paths"] = [
@@ -178,5 +187,6 @@ def train_and_save(cfg: DistillConfig, path: str, *, progress: bool = False) -> 
     """Train ``cfg`` (used for the teacher stage) and save its best student at ``path``."""
     prep = prepare(cfg, teacher_paths=[], progress=progress)
     result = prep.engine.fit()
-    save_model(prep.engine.best_student_model(), prep.tokenizer, path)
-    return {k: v for k, v in result.best.items() if k.startswith("eval_")}
+    save_model(prep.engine.selected_student_model(), prep.tokenizer, path)
+    return {**{k: v for k, v in result.selected.items() if k.startswith("eval_")},
+            **prep.engine.test_metrics()}

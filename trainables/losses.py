@@ -24,13 +24,20 @@ def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
     """The distillation term.
 
     * ``kl``: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, averaged over the batch (Hinton et al.);
-    * ``mse``: mean squared error between the raw logits;
+    * ``mse``: mean squared error between the raw logits (no temperature);
+    * ``mse_prob``: ``T^2 *`` the mean squared error between the temperature-softened
+      probabilities ``softmax(s/T)`` and ``softmax(t/T)`` (mean over rows and classes), the soft
+      loss of the official MetaDistil code;
     * regression tasks: MSE between the student's and the teacher's outputs (``kind`` ignored).
     """
     if regression or kind == "mse":
         return F.mse_loss(student_logits, teacher_logits)
+    if kind == "mse_prob":
+        p_s = F.softmax(student_logits / temperature, dim=-1)
+        p_t = F.softmax(teacher_logits / temperature, dim=-1)
+        return F.mse_loss(p_s, p_t) * temperature**2
     if kind != "kl":
-        raise ValueError(f"unknown kd_loss {kind!r}; valid: kl, mse")
+        raise ValueError(f"unknown kd_loss {kind!r}; valid: kl, mse, mse_prob")
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)

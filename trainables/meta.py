@@ -2,9 +2,12 @@
 
 An *experimental student* S' is the real student's module run with other parameter values
 (``torch.func.functional_call`` over a dict of tensors), so no model is copied. :func:`meta_gradient`
-takes S' through one inner SGD step per inner mini-batch,
+takes S' through one inner step per inner mini-batch, by default SGD,
 
     θ'_k = θ'_{k-1} − inner_lr · ∇_θ L_inner(x_k; θ'_{k-1}, teacher)        (θ'_0 = θ_S)
+
+or any differentiable update (``inner_step``: e.g. a look-ahead of the real student's AdamW step,
+:func:`trainables.optim.adam_lookahead`),
 
 and returns the gradient of the quiz (task) loss of S' — forward with dropout off — with respect
 to the *meta parameters* (the teacher's, and e.g. learnable loss weights), which reach the quiz loss
@@ -100,23 +103,42 @@ def quiz_loss(model: nn.Module, params: Params, quiz_batches: Sequence[Batch], q
         return torch.stack([quiz_fn(logits(model, params, q), q) for q in quiz_batches]).mean()
 
 
-def _sgd(params: Params, grads: Sequence[torch.Tensor | None], lr: float) -> Params:
-    return {n: p if g is None else p.add(g, alpha=-lr) for (n, p), g in zip(params.items(), grads)}
+#: ``step(params, grads) -> params'``: one differentiable update of S' (called once per inner
+#: mini-batch, in order)
+InnerStep = Callable[[Params, Sequence["torch.Tensor | None"]], Params]
+
+
+def sgd_step(lr: float) -> InnerStep:
+    """θ' = θ − lr · g (the papers' experimental step)."""
+    def step(params: Params, grads) -> Params:
+        return {n: p if g is None else p.add(g, alpha=-lr) for (n, p), g in zip(params.items(), grads)}
+
+    return step
 
 
 def meta_gradient(model: nn.Module, inner_batches: Sequence[Batch], targets_fn: Targets,
                   loss_fn: InnerLoss, quiz_batches: Sequence[Batch], quiz_fn: QuizLoss,
-                  meta_params: Sequence[torch.Tensor], *, lr: float, first_order: bool = False,
+                  meta_params: Sequence[torch.Tensor], *, lr: float | None = None,
+                  inner_step: InnerStep | None = None, first_order: bool = False,
                   keep_first: bool = False) -> MetaResult:
     """Inner steps of S' from the model's current parameters, then the quiz loss's gradient with
-    respect to ``meta_params``. The real model is left unchanged. ``keep_first`` keeps the graph
-    of the first inner forward (at θ_S) so a following real student step can reuse it."""
-    run = _first_order if first_order else _exact
-    return run(model, list(inner_batches), targets_fn, loss_fn, list(quiz_batches), quiz_fn,
-               list(meta_params), lr, keep_first)
+    respect to ``meta_params``. The real model is left unchanged. The inner update is
+    ``inner_step`` (e.g. :func:`trainables.optim.adam_lookahead`), or SGD at ``lr``.
+    ``keep_first`` keeps the graph of the first inner forward (at θ_S) so a following real
+    student step can reuse it. ``first_order`` needs the SGD step (its factorisation assumes an
+    update linear in the gradient)."""
+    if (inner_step is None) == (lr is None):
+        raise ValueError("meta_gradient needs exactly one of lr (SGD) and inner_step")
+    if first_order:
+        if inner_step is not None:
+            raise ValueError("first_order meta-gradients need the SGD inner step (lr=...)")
+        return _first_order(model, list(inner_batches), targets_fn, loss_fn, list(quiz_batches), quiz_fn,
+                            list(meta_params), lr, keep_first)
+    return _exact(model, list(inner_batches), targets_fn, loss_fn, list(quiz_batches), quiz_fn,
+                  list(meta_params), inner_step or sgd_step(lr), keep_first)
 
 
-def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, meta_params, lr,
+def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, meta_params, inner_step,
            keep_first) -> MetaResult:
     params = trainable_params(model)
     first, losses = None, []
@@ -124,7 +146,7 @@ def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, met
         s = logits(model, params, batch)
         loss = loss_fn(s, targets_fn(batch), batch)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
-        params = _sgd(params, grads, lr)
+        params = inner_step(params, grads)
         first = s if first is None else first
         losses.append(loss.item())
     quiz = quiz_loss(model, params, quiz_batches, quiz_fn)
@@ -185,7 +207,7 @@ def _first_order(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_f
         grads = torch.autograd.grad(s, list(params.values()), grad_outputs=u.detach(), allow_unused=True,
                                     retain_graph=keep_first and i == 0)
         records.append((batch, {n: p.detach() for n, p in params.items()}, rng, u))
-        params = {n: p.detach().requires_grad_() for n, p in _sgd(params, grads, lr).items()}
+        params = {n: p.detach().requires_grad_() for n, p in sgd_step(lr)(params, grads).items()}
         first = s if first is None else first
         losses.append(loss.item())
     quiz = quiz_loss(model, params, quiz_batches, quiz_fn)

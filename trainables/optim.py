@@ -7,6 +7,7 @@ schedules and checkpoints.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -74,3 +75,54 @@ class Updater:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def adam_lookahead(updater: Updater, named_params: dict[str, nn.Parameter]):
+    """A differentiable copy of ``updater``'s next AdamW step(s), for the experimental student.
+
+    Returns ``step(params, grads) -> params'`` (a :data:`trainables.meta.InnerStep`) that does to
+    the tensors ``params`` (named as in ``named_params``, the parameters the updater optimises) what
+    :meth:`Updater.update` would do to the real parameters with gradients ``grads``: gradient-norm
+    clipping, AdamW's moment updates, bias corrections and decoupled weight decay, at the current
+    scheduled lr and the updater's betas/eps. The moments the student has accumulated so far are
+    constants (they do not depend on the teacher); the new gradient enters the new moments, the
+    clipping coefficient and the step exactly, so the look-ahead is differentiable in it. Called
+    several times (several inner mini-batches), it carries its own moments and step count on
+    without touching the updater's state.
+    """
+    group_of = {id(p): g for g in updater.optimizer.param_groups for p in g["params"]}
+    state: dict[str, tuple] = {}
+    for name, p in named_params.items():
+        saved = updater.optimizer.state.get(p, {})
+        m = saved.get("exp_avg")
+        v = saved.get("exp_avg_sq")
+        state[name] = (torch.zeros_like(p) if m is None else m.detach(),
+                       torch.zeros_like(p) if v is None else v.detach(),
+                       float(saved["step"]) if "step" in saved else 0.0)
+    max_norm = updater.max_grad_norm
+
+    def step(params: dict[str, torch.Tensor], grads: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        grads = list(grads)
+        if max_norm and max_norm > 0:  # as torch.nn.utils.clip_grad_norm_
+            present = [g for g in grads if g is not None]
+            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
+            coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+            grads = [None if g is None else g * coef for g in grads]
+        out = {}
+        for (name, p), g in zip(params.items(), grads, strict=True):
+            if g is None:
+                out[name] = p
+                continue
+            group = group_of[id(named_params[name])]
+            (beta1, beta2), lr, eps, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
+            m, v, t = state[name]
+            t += 1
+            m = beta1 * m + (1 - beta1) * g
+            v = beta2 * v + (1 - beta2) * g * g
+            state[name] = (m, v, t)
+            # clamp: sqrt has an infinite derivative at 0 (a coordinate with no gradient so far)
+            denom = v.clamp_min(1e-30).sqrt() / math.sqrt(1 - beta2**t) + eps
+            out[name] = p * (1 - lr * wd) - (lr / (1 - beta1**t)) * m / denom
+        return out
+
+    return step

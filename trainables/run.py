@@ -36,6 +36,16 @@ def add_model_and_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--teacher-epochs", type=int, default=None, help="epochs of teacher fine-tuning")
     parser.add_argument("--eval-steps", type=int, default=None, help="evaluate every N steps (default: per epoch)")
+    parser.add_argument("--quiz-fraction", type=float, default=None,
+                        help="fraction of the training file held out as the meta methods' quiz set (default 0.1)")
+    parser.add_argument("--quiz-policy", default=None, choices=field_choices("quiz_policy"),
+                        help="meta-only (default): methods without a quiz set train on every training row; "
+                             "all-methods: every method trains on the rows left after the quiz split")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seed of the training subsample and the quiz split (default 42; --set seed "
+                             "varies only initialisation, data order and dropout)")
+    parser.add_argument("--select", default=None, choices=field_choices("select"),
+                        help="the student saved and scored on test: best-dev (default) or final")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help=f"fix a hyperparameter; keys: {', '.join(HPARAMS)}")
 
@@ -44,7 +54,8 @@ def add_model_and_data_args(parser: argparse.ArgumentParser) -> None:
 _OPTION_FIELDS = ("task", "data_dir", "text_columns", "label_column", "teacher", "teachers",
                   "teacher_checkpoint", "student", "max_train_samples", "max_eval_samples",
                   "max_seq_length", "epochs", "batch_size", "teacher_epochs", "eval_steps",
-                  "method", "device", "bf16", "output_dir", "cache_dir", "eval_teacher")
+                  "method", "device", "bf16", "output_dir", "cache_dir", "eval_teacher", "quiz_fraction",
+                  "quiz_policy", "data_seed", "select")
 
 
 def config_from_args(args: argparse.Namespace, **extra) -> DistillConfig:

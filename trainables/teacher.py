@@ -2,7 +2,9 @@
 
 A teacher is fine-tuned on the task once and saved (``save_pretrained`` + tokenizer) under
 ``<cache>/<task>-<hash>/`` where the hash covers everything that changes the result: task,
-teacher id, seed and the fine-tuning settings. A sweep calls :func:`resolve_teachers` on the
+teacher id, teacher seed, the data seed (never the student's training seed: seed re-runs share
+one teacher) and the fine-tuning settings. The teacher trains on the training rows left after
+the quiz split, so the meta methods' quiz set is data the teacher never saw. A sweep calls :func:`resolve_teachers` on the
 driver before its trials start; every trial then finds the cached copy. A file lock makes
 concurrent callers wait for one fine-tuning instead of running several.
 """
@@ -34,7 +36,7 @@ def teacher_settings(cfg: DistillConfig, seed: int) -> dict:
         "teacher": cfg.teacher, "seed": seed, "epochs": cfg.teacher_epochs,
         "lr": cfg.teacher_finetune_lr, "batch_size": cfg.teacher_batch_size,
         "max_train_samples": cfg.max_train_samples, "max_seq_length": cfg.max_seq_length,
-        "quiz_fraction": cfg.quiz_fraction, "data_seed": cfg.seed,
+        "quiz_fraction": cfg.quiz_fraction, "data_seed": cfg.data_seed,
     }
 
 
@@ -63,14 +65,19 @@ def finetune_teacher(cfg: DistillConfig, seed: int, *, progress: bool = False,
             method="finetune", student=cfg.teacher, teacher_checkpoint=None, teachers=None,
             epochs=cfg.teacher_epochs, student_lr=cfg.teacher_finetune_lr, seed=seed,
             batch_size=cfg.teacher_batch_size, warmup_epochs=0, noise_prob=0.0, eval_steps=0,
-            output_dir=None, eval_teacher=False)
+            output_dir=None, eval_teacher=False, select="best-dev",
+            # the teacher never sees a quiz row: the meta methods' quiz set stays unseen data
+            quiz_policy="all-methods")
         if trainer is None:
             from trainables.experiment import train_and_save
 
             trainer = lambda c, out: train_and_save(c, out, progress=progress)  # noqa: E731
         metrics = trainer(stage, path)
+        info = {"settings": teacher_settings(cfg, seed),
+                "dev_metrics": {k: v for k, v in metrics.items() if not k.startswith("test_")},
+                "test_metrics": {k: v for k, v in metrics.items() if k.startswith("test_")}}
         with open(os.path.join(path, INFO_FILE), "w") as fh:
-            json.dump({"settings": teacher_settings(cfg, seed), "dev_metrics": metrics}, fh, indent=2)
+            json.dump(info, fh, indent=2)
     return path
 
 

@@ -13,8 +13,9 @@ At each evaluation the trial calls ``ray.tune.report`` with
 * a checkpoint (every ``checkpoint_every`` evaluations) holding the engine state, the per-step
   logs so far (``step_logs.csv``) and this wrapper's state.
 
-After training it reports once more: ``final_report = 1``, ``eval_score`` = ``best_eval_score``,
-the best evaluation's ``best_eval_<m>``, ``train_seconds``, sizes, ``param_ratio``, ``speedup``,
+After training it reports once more: ``final_report = 1``, ``eval_score`` and ``best_eval_<m>``
+of the selected student (``select``: the best dev evaluation, by default, or the last one),
+``test_<m>`` where the task has a labelled test split, ``train_seconds``, sizes, ``param_ratio``, ``speedup``,
 inference times; with a final checkpoint holding the best student (``student/``, saved with its
 tokenizer, ready to deploy), ``summary.json`` and ``step_logs.csv``. The final report carries no
 ``evaluation`` key, so ASHA does not treat it as another rung. A trial restarted from a final
@@ -193,16 +194,19 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
     summary = run(cfg, report=report, resume_from=resume_from, on_prepared=on_prepared)
     prep = held["prep"]
     best = {k: v for k, v in summary.items() if k.startswith("eval_") and _is_number(v)}
-    final: dict[str, Any] = {"eval_score": summary["eval_score"], "best_eval_score": summary["eval_score"],
+    # eval_* are the selected student's (``select``: the best dev evaluation, or the last one)
+    final: dict[str, Any] = {"eval_score": summary["eval_score"],
+                             "best_eval_score": summary.get("best_eval_score", summary["eval_score"]),
                              "step": prep.engine.step}
-    final.update({f"best_{k}": v for k, v in best.items()})
+    final.update({f"best_{k}": v for k, v in best.items() if k != "eval_score"})
+    final.update({k: v for k, v in summary.items() if k.startswith("test_") and _is_number(v)})
     final.update({k: summary[k] for k in FINAL_SUMMARY_KEYS if _is_number(summary.get(k))})
     final.update(state.model)
     final["evaluations"] = state.evaluation
     final[FINAL] = 1
     state.final = final
     with tempfile.TemporaryDirectory(prefix="distill-final-") as tmp:
-        save_model(prep.engine.best_student_model(), prep.tokenizer, os.path.join(tmp, STUDENT_DIR))
+        save_model(prep.engine.selected_student_model(), prep.tokenizer, os.path.join(tmp, STUDENT_DIR))
         write_step_logs(prep.engine.result.logs, os.path.join(tmp, STEP_LOGS_FILE))
         with open(os.path.join(tmp, SUMMARY_FILE), "w") as fh:
             json.dump({**summary, "config": cfg.to_dict()}, fh, indent=2, default=str)

@@ -147,6 +147,7 @@ def build_summary(spec, prep, trials, best, *, student_path, parent_run_id, expe
     best_metrics = best["metrics"] if best else {}
     dev = {k[len("best_"):]: v for k, v in best_metrics.items()
            if k.startswith("best_eval_") and k != "best_eval_score"}
+    test = {k: v for k, v in best_metrics.items() if k.startswith("test_")}
     student = {k: best_metrics[k] for k in ("student_params", "teacher_params", "param_ratio", "speedup",
                                             "student_infer_seconds", "teacher_infer_seconds")
                if k in best_metrics}
@@ -162,6 +163,7 @@ def build_summary(spec, prep, trials, best, *, student_path, parent_run_id, expe
         "best_trial_id": best["trial_id"] if best else None,
         "best_trial_status": best["status"] if best else None,
         "best_dev_metrics": dev,
+        "best_test_metrics": test,
         "best_student": student,
         "best_student_path": student_path,
         "counts": counts(trials),
@@ -186,6 +188,7 @@ def parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
         out["best_eval_score"] = summary["best_metric"]
     for k, v in summary["best_dev_metrics"].items():
         out[f"best_{k}"] = v
+    out.update(summary.get("best_test_metrics") or {})
     out.update({k: v for k, v in summary["best_student"].items()})
     seeds = summary.get("seeds") or {}
     if seeds.get("mean") is not None:
@@ -222,6 +225,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("  config: " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(summary["best_config"].items())))
         if summary["best_dev_metrics"]:
             lines.append("  dev: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summary["best_dev_metrics"].items()))
+        if summary.get("best_test_metrics"):
+            lines.append("  test: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summary["best_test_metrics"].items()))
         s = summary["best_student"]
         if s:
             size = f"  student: {_fmt(s.get('student_params'))} params"

@@ -338,14 +338,18 @@ def _new_tuner(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_i
 
 
 def default_point(prep: Prepared) -> dict[str, Any]:
-    """The base config's value of each searched hyperparameter that lies in its range: queued as
-    the first trial, it gives TPE and ASHA a baseline to compare against (the config defaults are
-    tuned for the default backbone, while the papers' ranges are not)."""
+    """The base config's value of each searched hyperparameter that lies in its range (or the
+    method's paper setting, :data:`search_spaces.defaults.BASELINES`): queued as the first trial,
+    it gives TPE and ASHA a baseline to compare against (the config defaults are tuned for the
+    default backbone, while the papers' ranges are not)."""
     from optuna.distributions import CategoricalDistribution
 
+    from search_spaces.defaults import BASELINES
+
+    baseline = BASELINES.get(prep.spec.method, {})
     point = {}
     for name, dist in prep.space.searched().items():
-        value = prep.base.get(name)
+        value = baseline.get(name, prep.base.get(name))
         if value is None:
             continue
         if isinstance(dist, CategoricalDistribution):

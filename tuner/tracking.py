@@ -394,10 +394,11 @@ class MlflowTrialLogger(tune.Callback):
 
 def final_metrics(result: dict) -> dict[str, float]:
     """The final metrics of a trial from its last result (the final report, or the last
-    evaluation of a trial stopped early or failed): ``best_eval_<m>``, :data:`FINAL_METRICS`."""
+    evaluation of a trial stopped early or failed): ``best_eval_<m>``, ``test_<m>`` (a finished
+    trial on a task with a labelled test split), :data:`FINAL_METRICS`."""
     if not result:
         return {}
-    out = {k: v for k, v in result.items() if k.startswith("best_eval_") and _numeric(v)}
+    out = {k: v for k, v in result.items() if k.startswith(("best_eval_", "test_")) and _numeric(v)}
     if "best_eval_score" in result:
         out["best_eval_score"] = result["best_eval_score"]
     for key in FINAL_METRICS:

@@ -9,10 +9,17 @@ pieces, one differentiable step each), and scores it on ``num_quiz_batches`` hol
 the real student then takes one step on the whole batch with the updated teacher, alpha and beta.
 
 Parametrisation of alpha and beta: plain scalars, initialised from ``alpha`` and ``beta`` (default
-``1 - alpha``), updated by their own Adam (lr ``adaptive_lr``, default ``teacher_lr``, no schedule,
-no weight decay) and then projected onto ``[0, inf)`` (clamped at zero), so they stay
-non-negative; a non-finite meta-gradient leaves them unchanged, so they stay finite. Every step's
-logs carry ``alpha`` and ``beta`` (the values after that step), which is their trajectory.
+``1 - alpha``), updated as in lines 10–11 of Algorithm 1: a plain SGD step on the meta-gradient,
+``alpha <- alpha - adaptive_lr * d L_quiz / d alpha`` (the same for beta), with their own lr
+``adaptive_lr`` (no schedule, no weight decay; the teacher keeps its AdamW at ``teacher_lr``), then
+projected onto ``[0, inf)`` (clamped at zero), so they stay non-negative; a non-finite
+meta-gradient leaves them unchanged, so they stay finite. The meta-gradient of a loss weight is
+about ``inner_lr`` times a dot product of gradients, so it is small: the default ``adaptive_lr``
+is set so that alpha and beta move measurably within a short run (see the README). Deviation:
+the paper takes one meta step per holdout mini-batch; here the ``num_quiz_batches`` holdout
+losses are averaged into one step (the same direction, as all of them are taken at one S').
+Every step's logs carry ``alpha`` and ``beta`` (the values after that step), which is their
+trajectory.
 """
 
 from __future__ import annotations
@@ -36,14 +43,11 @@ class MetaAdaptiveKD(MetaDistil):
             raise UserError(f"meta-adaptive-kd needs alpha >= 0 and beta >= 0, got alpha={cfg.alpha}, "
                             f"beta={beta}")
         self.weights = torch.tensor([cfg.alpha, beta])  # [alpha, beta]; a leaf once attached
-        self.weight_opt: torch.optim.Optimizer | None = None
 
     def attach(self, student_opt, teacher_opt) -> None:
         super().attach(student_opt, teacher_opt)
         ref = next(self.student.parameters())  # the engine has placed the models by now
         self.weights = self.weights.detach().to(ref.device, ref.dtype).requires_grad_()
-        lr = self.cfg.adaptive_lr if self.cfg.adaptive_lr is not None else self.cfg.teacher_lr
-        self.weight_opt = torch.optim.Adam([self.weights], lr=lr)
 
     @property
     def alpha(self) -> float:
@@ -73,12 +77,9 @@ class MetaAdaptiveKD(MetaDistil):
         *teacher_grads, weight_grad = grads
         self.teacher_opt.apply(teacher_grads)
         if weight_grad is not None and bool(torch.isfinite(weight_grad).all()):
-            self.weight_opt.zero_grad(set_to_none=True)
-            self.weights.grad = weight_grad.detach()
-            self.weight_opt.step()
-            with torch.no_grad():
+            with torch.no_grad():  # Algorithm 1, lines 10-11: SGD, then the projection onto >= 0
+                self.weights.sub_(self.cfg.adaptive_lr * weight_grad.to(self.weights.dtype))
                 self.weights.clamp_(min=0.0)
-        self.weight_opt.zero_grad(set_to_none=True)
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         logs = super().step(batch, quiz_batches)
@@ -86,13 +87,10 @@ class MetaAdaptiveKD(MetaDistil):
 
     # ---- state ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "weights": self.weights.detach().cpu().clone(),
-                "weight_opt": self.weight_opt.state_dict() if self.weight_opt else None}
+        return {**super().state_dict(), "weights": self.weights.detach().cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if "weights" in state:
             with torch.no_grad():
                 self.weights.copy_(state["weights"])
-        if self.weight_opt is not None and state.get("weight_opt"):
-            self.weight_opt.load_state_dict(state["weight_opt"])

@@ -2,15 +2,19 @@
 
 A meta step on train batch x and quiz batches q:
 
-1. the experimental student S' takes one differentiable SGD step on x with the KD loss and the
-   current teacher(s): θ'_S = θ_S − inner_lr · ∇ L_KD(x; θ_S, θ_T) (see :mod:`trainables.meta`);
+1. the experimental student S' takes one differentiable step on x with the KD loss and the
+   current teacher(s) (see :mod:`trainables.meta`): ``inner_update=sgd`` (the paper's teaching
+   experiment) θ'_S = θ_S − inner_lr · ∇ L_KD(x; θ_S, θ_T); ``inner_update=adam`` a look-ahead of
+   the real student's own next AdamW step (its lr, schedule, clipping and moments,
+   :func:`trainables.optim.adam_lookahead`), so S' is where the student would really go;
 2. the teacher(s) take an AdamW step (lr ``teacher_lr``) on ∇_θT of the task loss of S' on q
-   (dropout off), exact second-order unless ``first_order``;
+   (dropout off), exact second-order unless ``first_order`` (which needs ``inner_update=sgd``);
 3. pilot update (``pilot_update=true``): S' is discarded and the real student takes its AdamW
    step (lr ``student_lr``) on the KD loss of x with the *updated* teacher. Its forward on x is
    the one of step 1 (same parameters, same x), so only the teacher is run again.
-   ``pilot_update=false`` (the paper's ablation): the real student becomes S' (its update is the
-   inner SGD step with ``inner_lr``); the new teacher teaches from the next batch on.
+   ``pilot_update=false`` (the paper's ablation) changes only the order of the updates: the real
+   student takes the same AdamW step on the KD loss of x with the *old* teacher (the soft targets
+   of step 1), then the teacher is meta-updated; the new teacher teaches from the next batch on.
 
 Every ``meta_interval``-th step is a meta step (the first one included); the others are plain KD
 steps with the current teacher. With several teachers the soft targets are their mean logits and
@@ -22,8 +26,10 @@ from __future__ import annotations
 import torch
 
 from trainables import meta
+from trainables.errors import UserError
 from trainables.methods.base import Batch, model_inputs
 from trainables.methods.kd import KD
+from trainables.optim import adam_lookahead
 
 
 class MetaDistil(KD):
@@ -34,6 +40,9 @@ class MetaDistil(KD):
 
     def __init__(self, cfg, task, student, teachers):
         super().__init__(cfg, task, student, teachers)
+        if cfg.first_order and cfg.inner_update != "sgd":
+            raise UserError(f"first_order=true needs inner_update=sgd (got inner_update={cfg.inner_update}): "
+                            "the first-order meta-gradient assumes an update linear in the gradient")
         self.num_steps = 0           # steps taken (meta or plain), for meta_interval
         self.num_inner_batches = 1   # mini-batches the train batch is cut into for S'
 
@@ -53,6 +62,12 @@ class MetaDistil(KD):
         """Mean teacher logits with their graph to the teachers' parameters."""
         return self.mean_logits(self.teacher_outputs(batch, grad=True))
 
+    def inner_update(self) -> dict:
+        """The experimental student's update, as :func:`trainables.meta.meta_gradient` takes it."""
+        if self.cfg.inner_update == "adam":
+            return {"inner_step": adam_lookahead(self.student_opt, meta.trainable_params(self.student))}
+        return {"lr": self.cfg.effective_inner_lr}
+
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         is_meta = self.num_steps % self.cfg.meta_interval == 0 and bool(quiz_batches)
         self.num_steps += 1
@@ -60,23 +75,32 @@ class MetaDistil(KD):
             return super().step(batch)
         cfg = self.cfg
         inner = meta.split_batch(batch, self.num_inner_batches)
-        reuse = cfg.pilot_update and len(inner) == 1
+        reuse = len(inner) == 1
+        targets_seen: list[torch.Tensor] = []
+
+        def targets(b: Batch) -> torch.Tensor:
+            t = self.soft_targets(b)
+            targets_seen.append(t)
+            return t
+
         result = meta.meta_gradient(
-            self.student, inner, self.soft_targets, self.inner_loss, quiz_batches, self.hard_loss,
-            self.meta_parameters(), lr=cfg.effective_inner_lr, first_order=cfg.first_order,
-            keep_first=reuse)
-        self.apply_meta_gradient(result.grads)
+            self.student, inner, targets, self.inner_loss, quiz_batches, self.hard_loss,
+            self.meta_parameters(), first_order=cfg.first_order, keep_first=reuse, **self.inner_update())
+        student_logits = result.first_logits if reuse else self.student(**model_inputs(batch, self.student)).logits
         if cfg.pilot_update:
+            self.apply_meta_gradient(result.grads)
             with torch.no_grad():
                 teacher_logits = self.mean_logits(self.teacher_outputs(batch))
-            student_logits = result.first_logits if reuse else self.student(**model_inputs(batch, self.student)).logits
-            loss = self.distill_loss(student_logits, teacher_logits, batch)
-            self.student_opt.update(loss)
-            loss = loss.item()
+        elif reuse:
+            teacher_logits = targets_seen[0].detach()  # the old teacher's soft targets of step 1
         else:
-            meta.load_params(self.student, result.params)
-            loss = result.inner_loss
-        return {"loss": loss, "quiz_loss": result.quiz_loss}
+            with torch.no_grad():
+                teacher_logits = self.mean_logits(self.teacher_outputs(batch))
+        loss = self.distill_loss(student_logits, teacher_logits, batch)
+        self.student_opt.update(loss)
+        if not cfg.pilot_update:
+            self.apply_meta_gradient(result.grads)
+        return {"loss": loss.item(), "quiz_loss": result.quiz_loss}
 
     def state_dict(self) -> dict:
         return {"num_steps": self.num_steps}

@@ -15,7 +15,10 @@ A meta step on batch x:
 Mapping (:func:`parameter_map`): encoder layers through
 :func:`trainables.layer_maps.layer_map` (``update_strategy`` first/last/skip/both; under ``both``
 a student layer is the target of several teacher layers), everything else (embeddings, pooler,
-classifier) by identical name. A mapped pair of different shapes is a :class:`UserError`.
+classifier) by identical name. The paper's layer maps name transformer layers only; pulling the
+embeddings, pooler and classifier too (``reptile_map_embeddings=true``, the default, as every
+earlier run of this project did) is a deviation, and ``reptile_map_embeddings=false`` follows the
+paper's text. A mapped pair of different shapes is a :class:`UserError`.
 Every ``meta_interval``-th step is a meta step; the others are plain KD steps.
 """
 
@@ -33,8 +36,10 @@ from trainables.methods.kd import KD
 from trainables.models import encoder_layer_prefix, num_layers
 
 
-def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str) -> dict[str, str]:
-    """Teacher parameter name -> the student parameter name it moves toward (mapped ones only)."""
+def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str,
+                  embeddings: bool = True) -> dict[str, str]:
+    """Teacher parameter name -> the student parameter name it moves toward (mapped ones only);
+    ``embeddings=False`` maps the encoder layers only (no embeddings, pooler or classifier)."""
     student_params = dict(student.named_parameters())
     t_prefix, s_prefix = encoder_layer_prefix(teacher), encoder_layer_prefix(student)
     to_student = {t: s for s, ts in layer_map(strategy, num_layers(teacher), num_layers(student)).items()
@@ -51,7 +56,7 @@ def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str) -> dict
             if target not in student_params:
                 raise UserError(f"reptile-distil: teacher parameter {name} maps to student parameter "
                                 f"{target}, which the student does not have (different architectures)")
-        elif name in student_params:
+        elif embeddings and name in student_params:
             target = name
         else:
             continue
@@ -75,7 +80,8 @@ class ReptileDistil(KD):
         student_params = dict(student.named_parameters())
         # (teacher parameter, student parameter) pairs, over all teachers
         self.pairs = [(dict(t.named_parameters())[tn], student_params[sn])
-                      for t in teachers for tn, sn in parameter_map(t, student, cfg.update_strategy).items()]
+                      for t in teachers
+                      for tn, sn in parameter_map(t, student, cfg.update_strategy, cfg.reptile_map_embeddings).items()]
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         is_meta = self.num_steps % self.cfg.meta_interval == 0
