@@ -75,8 +75,11 @@ def _cfg(backbone: str, method: str, **overrides) -> DistillConfig:
 def spy_inputs(prep, calls: list) -> None:
     """Record in ``calls``, for every forward of the run's student and teachers (functional_call
     included): (role, the inputs its signature names, the keyword arguments it got)."""
-    models = [("student", prep.engine.method.student)] + [("teacher", t) for t in prep.engine.method.teachers]
+    method = prep.engine.method
+    models = [("student", method.student)] + [("teacher", t) for t in method.teachers]
     for role, model in models:
+        if method.second_order:  # double backward needs eager attention (SDPA has none)
+            assert model.config._attn_implementation == "eager", role
         named = frozenset(inspect.signature(type(model).forward).parameters) - {"self", "kwargs"}
 
         def hook(module, args, kwargs, role=role, named=named):
