@@ -94,7 +94,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device:
     for batch in loader:
         batch = _to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(**model_inputs(batch)).logits
+            out = model(**model_inputs(batch, model)).logits
         logits.append(out.float().cpu())
         labels.append(batch["labels"].cpu())
     model.train(was_training)

@@ -22,7 +22,16 @@ from trainables.data import TaskData, load_task_data, make_loader, tokenize_spli
 from trainables.engine import Engine, Loaders, Reporter, TrainResult, resolve_device, seed_everything
 from trainables.errors import UserError
 from trainables.methods import get_method
-from trainables.models import ModelInfo, build_student, load_classifier, load_tokenizer
+from trainables.models import (
+    ModelInfo,
+    accepted_inputs,
+    build_student,
+    describe_tokenizer,
+    load_classifier,
+    load_tokenizer,
+    max_sequence_length,
+    tokenizer_fingerprint,
+)
 from trainables.profiling import speedup
 from trainables.tasks import TaskSpec, get_task
 from trainables.teacher import resolve_teachers
@@ -68,6 +77,7 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
 
     eager = method_cls.second_order
     tokenizer = load_tokenizer(teacher_paths[0] if teacher_paths else (cfg.student or cfg.teacher))
+    check_one_tokenizer(tokenizer, teacher_paths, cfg.student or cfg.teacher)
     seed_everything(cfg.seed)  # the student's new head is initialised reproducibly
     student = build_student(cfg.teacher, cfg.student, cfg.student_layers, task, eager=eager)
     teachers = [load_classifier(p, task, eager=eager) for p in teacher_paths]
@@ -76,6 +86,13 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
         if model.config.vocab_size < vocab:
             raise UserError(f"the {name} has a vocabulary of {model.config.vocab_size} but the tokenizer "
                             f"has {vocab}: teacher and student must share one tokenizer")
+        if "input_ids" not in accepted_inputs(model):
+            raise UserError(f"the {name} ({type(model).__name__}) takes no input_ids: only text encoders "
+                            "with a sequence-classification head can be distilled")
+        longest = max_sequence_length(model)
+        if longest is not None and cfg.max_seq_length > longest:
+            raise UserError(f"max_seq_length={cfg.max_seq_length} is longer than the {name} can take "
+                            f"({longest} positions); use max_seq_length <= {longest}")
 
     def loader(split, shuffle, batch_size):
         ds = tokenize_split(getattr(data, split), tokenizer, task, cfg.max_seq_length)
@@ -91,6 +108,27 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
     return Prepared(cfg, task, data, tokenizer, engine, teacher_paths,
                     ModelInfo.of(student, cfg.student or f"{cfg.teacher}[:{cfg.student_layers}]"),
                     ModelInfo.of(teachers[0], teacher_paths[0]) if teachers else None)
+
+
+def check_one_tokenizer(tokenizer, teacher_paths: list[str], student_source: str) -> None:
+    """Teachers and student must tokenise alike (soft targets and student see the same ids):
+    every teacher's tokenizer, and the student source's where it has one, must be the run's
+    ``tokenizer`` (same token -> id map and the same encoding, not merely the same size)."""
+    reference = tokenizer_fingerprint(tokenizer)
+    others = [(f"teacher {p}", p) for p in teacher_paths[1:]]
+    if teacher_paths and student_source:
+        others.append((f"student source {student_source}", student_source))
+    for role, source in others:
+        try:
+            other = load_tokenizer(source)
+        except UserError:
+            if role.startswith("teacher"):
+                raise
+            continue  # a student given without a tokenizer: it uses the teacher's
+        if tokenizer_fingerprint(other) != reference:
+            raise UserError(f"different tokenizers: {describe_tokenizer(tokenizer)} (teacher {teacher_paths[0]}) "
+                            f"and {describe_tokenizer(other)} ({role}); teachers and student must share one "
+                            "tokenizer (same vocabulary and encoding)")
 
 
 def save_model(model: torch.nn.Module, tokenizer, path: str) -> str:

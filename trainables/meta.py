@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from trainables.models import forward_inputs
+
 Batch = dict[str, torch.Tensor]
 Params = dict[str, torch.Tensor]
 #: ``loss_fn(student_logits, teacher_logits, batch) -> scalar`` (the inner objective)
@@ -63,8 +65,7 @@ def train_mode(model: nn.Module, mode: bool) -> Iterator[None]:
 def logits(model: nn.Module, params: Params, batch: Batch) -> torch.Tensor:
     """The model's logits on ``batch`` with ``params`` in place of its parameters (buffers and
     parameters not in ``params`` are the module's own)."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return functional_call(model, params, args=(), kwargs=inputs, strict=False).logits
+    return functional_call(model, params, args=(), kwargs=forward_inputs(model, batch), strict=False).logits
 
 
 def split_batch(batch: Batch, parts: int) -> list[Batch]:

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -81,8 +84,11 @@ def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
     overrides = dict(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id,
                      problem_type="regression" if task.is_regression else "single_label_classification")
     if num_hidden_layers is not None:
-        total = getattr(config, "num_hidden_layers", None)
-        if total is not None and not 1 <= num_hidden_layers <= total:
+        total = getattr(config, "num_hidden_layers", None)  # DistilBERT's n_layers, by its alias
+        if total is None:
+            raise UserError(f"cannot take the first {num_hidden_layers} layers of {name_or_path!r}: its config "
+                            f"({type(config).__name__}) has no num_hidden_layers; pass --student")
+        if not 1 <= num_hidden_layers <= total:
             raise UserError(f"student_layers={num_hidden_layers} is out of range for {name_or_path!r}, "
                             f"which has {total} layers (valid: 1..{total})")
         overrides["num_hidden_layers"] = num_hidden_layers
@@ -106,6 +112,67 @@ def build_student(teacher_backbone: str, student: str | None, layers: int, task:
     return load_classifier(teacher_backbone, task, eager=eager, num_hidden_layers=layers)
 
 
+# ---- what a model's forward takes ---------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _forward_keywords(cls: type) -> frozenset[str]:
+    """The named parameters of ``cls.forward`` (a ``**kwargs`` catch-all does not count: what
+    goes there is not an input the model knows, e.g. DistilBERT's ``token_type_ids``)."""
+    params = inspect.signature(cls.forward).parameters.values()
+    return frozenset(p.name for p in params
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self")
+
+
+def accepted_inputs(model: nn.Module) -> frozenset[str]:
+    """The batch keys ``model`` takes as inputs (labels excluded: methods compute their losses).
+    ``token_type_ids`` only where the model has more than one segment type (RoBERTa has one: its
+    segment ids are all 0, and a BERT-style pair encoding would index past its table)."""
+    keys = _forward_keywords(type(model)) - {"labels"}
+    if getattr(model.config, "type_vocab_size", 2) < 2:
+        keys = keys - {"token_type_ids"}
+    return keys
+
+
+def forward_inputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keyword arguments of ``model``'s forward found in ``batch``: the collator's keys the
+    model does not take (``token_type_ids`` for DistilBERT) and ``labels`` are left out."""
+    keys = accepted_inputs(model)
+    return {k: v for k, v in batch.items() if k in keys}
+
+
+# ---- one tokenizer for teacher(s) and student ----------------------------------------------------
+
+#: probe texts: the same vocabulary with another normalisation (casing, accents) or other merges
+#: encodes them differently
+_PROBES = ("Hello World! It's a charming, often AFFECTING journey.", "Naïve café-goers won't re-read it.")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """What makes two tokenizers interchangeable: the same token -> id map, and the same ids for
+    a few probe texts. Not the vocabulary size (a permuted vocabulary has the same size), nor the
+    class (BERT's and DistilBERT's tokenizers are the same WordPiece tokenizer)."""
+    digest = hashlib.sha256()
+    for token, index in sorted(tokenizer.get_vocab().items()):
+        digest.update(f"{token}\t{index}\n".encode())
+    for text in _PROBES:
+        digest.update(repr(tokenizer(text)["input_ids"]).encode())
+    return digest.hexdigest()
+
+
+def describe_tokenizer(tokenizer) -> str:
+    return f"{type(tokenizer).__name__} of {getattr(tokenizer, 'name_or_path', '?')!r} ({len(tokenizer)} tokens)"
+
+
+def max_sequence_length(model: nn.Module) -> int | None:
+    """The longest input ``model``'s position table covers: ``max_position_embeddings``, less
+    ``padding_idx + 1`` for RoBERTa-style embeddings (their position ids start there)."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    offset = getattr(getattr(model.base_model, "embeddings", None), "padding_idx", None)
+    return positions - (offset + 1) if isinstance(offset, int) else positions
+
+
 def num_layers(model: nn.Module) -> int:
     return int(model.config.num_hidden_layers)
 
@@ -119,9 +186,15 @@ def encoder_layer_prefix(model: nn.Module) -> str:
     found as the ``ModuleList`` holding ``num_hidden_layers`` blocks; layer i's parameters are
     named ``f"{prefix}.{i}.<rest>"`` (0-based)."""
     n = num_layers(model)
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == n:
+    found = [name for name, module in model.named_modules()
+             if isinstance(module, nn.ModuleList) and len(module) == n]
+    # ``bert.encoder.layer``, ``distilbert.transformer.layer``, ``roberta.encoder.layer``, ... first
+    # (a one-layer student may hold other one-element lists)
+    for name in found:
+        if name.rsplit(".", 1)[-1] in ("layer", "layers"):
             return name
+    if found:
+        return found[0]
     raise UserError(f"cannot find the transformer layer list of {type(model).__name__}")
 
 

@@ -15,7 +15,7 @@ def forward_seconds(model: torch.nn.Module, batches: list[Batch], device: torch.
     """Best-of-``repeats`` wall time of one inference pass over ``batches``."""
     was_training = model.training
     model.eval()
-    inputs = [{k: v.to(device) for k, v in model_inputs(b).items()} for b in batches]
+    inputs = [{k: v.to(device) for k, v in model_inputs(b, model).items()} for b in batches]
     model(**inputs[0])  # warm-up
     best = float("inf")
     for _ in range(repeats):

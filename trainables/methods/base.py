@@ -14,14 +14,19 @@ from torch import nn
 
 from trainables.config import DistillConfig
 from trainables.losses import task_loss
+from trainables.models import forward_inputs
 from trainables.optim import Updater
 from trainables.tasks import TaskSpec
 
 Batch = dict[str, torch.Tensor]
 
 
-def model_inputs(batch: Batch) -> Batch:
-    """The batch without its labels: the keyword arguments of a Hugging Face forward."""
+def model_inputs(batch: Batch, model: nn.Module | None = None) -> Batch:
+    """The keyword arguments of ``model``'s forward in ``batch``: no labels, and only the inputs
+    ``model`` takes (e.g. no ``token_type_ids`` for DistilBERT; see
+    :func:`trainables.models.forward_inputs`). Without ``model``: the batch without its labels."""
+    if model is not None:
+        return forward_inputs(model, batch)
     return {k: v for k, v in batch.items() if k != "labels"}
 
 
@@ -62,7 +67,7 @@ class Method:
 
     def warmup_step(self, batch: Batch) -> dict[str, float | torch.Tensor]:
         """Student warm-up: task loss only, no teacher."""
-        loss = self.hard_loss(self.student(**model_inputs(batch)).logits, batch)
+        loss = self.hard_loss(self.student(**model_inputs(batch, self.student)).logits, batch)
         self.student_opt.update(loss)
         return {"loss": loss.detach()}
 
@@ -80,7 +85,7 @@ class Method:
     def teacher_outputs(self, batch: Batch, *, hidden: bool = False, grad: bool = False):
         """Each teacher's forward on ``batch`` (no graph unless ``grad``)."""
         with torch.set_grad_enabled(grad):
-            return [t(**model_inputs(batch), output_hidden_states=hidden) for t in self.teachers]
+            return [t(**model_inputs(batch, t), output_hidden_states=hidden) for t in self.teachers]
 
     @staticmethod
     def mean_logits(outputs) -> torch.Tensor:

@@ -10,6 +10,6 @@ class Finetune(Method):
     uses_teacher = False
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
-        loss = self.hard_loss(self.student(**model_inputs(batch)).logits, batch)
+        loss = self.hard_loss(self.student(**model_inputs(batch, self.student)).logits, batch)
         self.student_opt.update(loss)
         return {"loss": loss.detach()}

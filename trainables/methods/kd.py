@@ -21,7 +21,7 @@ class KD(Method):
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         teacher_logits = self.mean_logits(self.teacher_outputs(batch))
-        student_logits = self.student(**model_inputs(batch)).logits
+        student_logits = self.student(**model_inputs(batch, self.student)).logits
         loss = self.distill_loss(student_logits, teacher_logits, batch)
         self.student_opt.update(loss)
         return {"loss": loss.detach()}

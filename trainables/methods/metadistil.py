@@ -89,7 +89,7 @@ class MetaDistil(KD):
         result = meta.meta_gradient(
             self.student, inner, targets, self.inner_loss, quiz_batches, self.hard_loss,
             self.meta_parameters(), first_order=cfg.first_order, keep_first=reuse, **self.inner_update())
-        student_logits = result.first_logits if reuse else self.student(**model_inputs(batch)).logits
+        student_logits = result.first_logits if reuse else self.student(**model_inputs(batch, self.student)).logits
         if cfg.pilot_update:
             self.apply_meta_gradient(result.grads)
             with torch.no_grad():

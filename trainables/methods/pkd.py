@@ -27,7 +27,7 @@ class PatientKD(KD):
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         teacher_out = self.teacher_outputs(batch, hidden=True)
-        student_out = self.student(**model_inputs(batch), output_hidden_states=True)
+        student_out = self.student(**model_inputs(batch, self.student), output_hidden_states=True)
         kd = self.distill_loss(student_out.logits, self.mean_logits(teacher_out), batch)
         patient = torch.stack([patient_loss(student_out.hidden_states, t.hidden_states, self.pairs)
                                for t in teacher_out]).mean()

@@ -90,7 +90,7 @@ class ReptileDistil(KD):
             return super().step(batch)
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
-        student_logits = self.student(**model_inputs(batch)).logits
+        student_logits = self.student(**model_inputs(batch, self.student)).logits
         params = [p for p in self.student.parameters() if p.requires_grad]
         inner = self.distill_loss(student_logits, teacher_logits, batch)
         grads = torch.autograd.grad(inner, params, retain_graph=True, allow_unused=True)
