@@ -65,6 +65,8 @@ class DistillConfig:
     cache_dir: str | None = _setup(None, help="fine-tuned teacher cache (default $TUNER_CACHE_DIR or ~/.cache/distill-tune)")
     output_dir: str | None = _setup(None, help="where the run saves the student (and a meta-learned teacher)")
     num_workers: int = _setup(0, help="DataLoader workers")
+    teacher_output_cache: bool = _setup(True, help="frozen teachers (kd, pkd): compute their outputs on the "
+                                                   "training rows once and read them instead of running them")
 
     # ---- hyperparameters ------------------------------------------------------------------
     student_lr: float = _hp(1e-4, help="student learning rate (lambda)")

@@ -309,13 +309,18 @@ def load_task_data(task: TaskSpec, data_dir: str | None, *, max_train_samples: i
 
 # ---- model inputs ------------------------------------------------------------------------------------
 
-def tokenize_split(ds: datasets.Dataset, tokenizer, task: TaskSpec, max_seq_length: int) -> datasets.Dataset:
-    """Model inputs (truncated, unpadded) plus ``labels``, in torch format; cached by ``datasets``."""
-    def encode(batch):
-        return tokenizer(*(batch[c] for c in task.text_columns), truncation=True, max_length=max_seq_length)
+def tokenize_split(ds: datasets.Dataset, tokenizer, task: TaskSpec, max_seq_length: int,
+                   rows: bool = False) -> datasets.Dataset:
+    """Model inputs (truncated, unpadded) plus ``labels`` (and with ``rows`` the row's position in
+    the split, ``row``, the key of cached teacher outputs), in torch format; cached by ``datasets``."""
+    def encode(batch, indices):
+        out = dict(tokenizer(*(batch[c] for c in task.text_columns), truncation=True, max_length=max_seq_length))
+        if rows:
+            out["row"] = indices
+        return out
 
     drop = [c for c in ds.column_names if c != "labels"]
-    out = ds.map(encode, batched=True, remove_columns=drop, desc="tokenising")
+    out = ds.map(encode, batched=True, with_indices=True, remove_columns=drop, desc="tokenising")
     out.set_format("torch")
     return out
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import datasets
 import torch
 
+from trainables import teacher_outputs
 from trainables.augment import NoiseInjector
 from trainables.config import DistillConfig
 from trainables.data import TaskData, load_task_data, make_loader, tokenize_split
@@ -94,8 +95,10 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
             raise UserError(f"max_seq_length={cfg.max_seq_length} is longer than the {name} can take "
                             f"({longest} positions); use max_seq_length <= {longest}")
 
+    cache = teacher_outputs.usable(method_cls, cfg) and bool(teacher_paths)
+
     def loader(split, shuffle, batch_size):
-        ds = tokenize_split(getattr(data, split), tokenizer, task, cfg.max_seq_length)
+        ds = tokenize_split(getattr(data, split), tokenizer, task, cfg.max_seq_length, rows=cache and split == "train")
         return make_loader(ds, tokenizer, batch_size, shuffle=shuffle, seed=cfg.seed,
                            num_workers=cfg.num_workers)
 
@@ -104,6 +107,11 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
                       test=loader("test", False, 64) if data.test is not None else None)
     augment = NoiseInjector(tokenizer, cfg.noise_prob, cfg.noise_token, cfg.seed) if cfg.noise_prob > 0 else None
     method = method_cls(cfg, task, student, teachers)
+    if cache:
+        ordered = loader("train", False, 64)
+        method.cached_teacher_outputs = teacher_outputs.load_or_compute(
+            cfg, teacher_paths, [t.to(device) for t in teachers], ordered, data.train["idx"], device,
+            layers=method.cached_layers())
     engine = Engine(cfg, task, method, loaders, device, augment=augment, progress=progress)
     return Prepared(cfg, task, data, tokenizer, engine, teacher_paths,
                     ModelInfo.of(student, cfg.student or f"{cfg.teacher}[:{cfg.student_layers}]"),

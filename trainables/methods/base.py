@@ -16,6 +16,7 @@ from trainables.config import DistillConfig
 from trainables.losses import task_loss
 from trainables.models import forward_inputs
 from trainables.optim import Updater
+from trainables.teacher_outputs import ROW
 from trainables.tasks import TaskSpec
 
 Batch = dict[str, torch.Tensor]
@@ -45,6 +46,8 @@ class Method:
         self.teachers = teachers
         self.student_opt: Updater | None = None
         self.teacher_opt: Updater | None = None
+        #: a frozen teacher's outputs per training row (:mod:`trainables.teacher_outputs`), when used
+        self.cached_teacher_outputs = None
 
     # ---- the engine's hooks ----------------------------------------------------------------
     def attach(self, student_opt: Updater, teacher_opt: Updater | None) -> None:
@@ -82,8 +85,15 @@ class Method:
     def hard_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return task_loss(logits, batch["labels"], self.task.is_regression)
 
+    def cached_layers(self) -> tuple[int, ...]:
+        """The teacher hidden-state indices whose [CLS] vectors the method reads (cache them too)."""
+        return ()
+
     def teacher_outputs(self, batch: Batch, *, hidden: bool = False, grad: bool = False):
-        """Each teacher's forward on ``batch`` (no graph unless ``grad``)."""
+        """Each teacher's forward on ``batch`` (no graph unless ``grad``), read from the cached
+        outputs when the run has them and the batch carries its training rows."""
+        if self.cached_teacher_outputs is not None and not grad and ROW in batch:
+            return self.cached_teacher_outputs.outputs(batch[ROW])
         with torch.set_grad_enabled(grad):
             return [t(**model_inputs(batch, t), output_hidden_states=hidden) for t in self.teachers]
 

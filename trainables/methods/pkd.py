@@ -25,6 +25,9 @@ class PatientKD(KD):
             raise ValueError(f"pkd needs teachers of one depth, got {sorted(depths)}")
         self.pairs = pkd_pairs(cfg.pkd_layer_map, depths.pop(), num_layers(student))
 
+    def cached_layers(self) -> tuple[int, ...]:
+        return tuple(sorted({t for _, t in self.pairs}))
+
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         teacher_out = self.teacher_outputs(batch, hidden=True)
         student_out = self.student(**model_inputs(batch, self.student), output_hidden_states=True)
