@@ -89,3 +89,26 @@ def test_an_end_of_training_evaluation_right_after_a_scheduled_one_is_skipped(da
     assert [h["step"] for h in result.history] == [4, 8]
     final = prepare(cfg.replace(select="final"), teacher_paths=[]).engine.fit()
     assert [h["step"] for h in final.history] == [4, 8, 9]  # the final student is always evaluated
+
+
+@pytest.mark.parametrize("first_order,expected", [(False, "eager"), (True, "sdpa")])
+def test_first_order_meta_steps_keep_the_fast_attention_kernels(data_dir, tiny_bert, first_order, expected):
+    prep = prepare(_cfg(data_dir, tiny_bert, method="metadistil", first_order=first_order), teacher_paths=[tiny_bert])
+    method = prep.engine.method
+    for model in (method.student, *method.teachers):
+        assert model.config._attn_implementation == expected
+    result = prep.engine.fit()  # and the first-order meta-gradient runs with them
+    assert any("quiz_loss" in log for log in result.logs)
+
+
+def test_malloc_tuning_applies_once_and_can_be_turned_off(monkeypatch):
+    import subprocess
+
+    code = "from trainables import allocator; print(allocator.tune(), allocator.tune())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TUNER_MALLOC_TUNING": "0"})
+    import platform
+
+    assert on.stdout.split() == (["True", "True"] if platform.libc_ver()[0] == "glibc" else ["False", "False"])
+    assert off.stdout.split() == ["False", "False"]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from trainables import allocator
 from trainables.config import DistillConfig
 from trainables.metrics import compute_metrics
 from trainables.methods.base import Batch, Method, model_inputs
@@ -264,6 +265,7 @@ class Engine:
 
     def fit(self, report: Reporter | None = None, resume_from: str | None = None) -> TrainResult:
         cfg, method = self.cfg, self.method
+        allocator.tune()  # keep freed step buffers in the process (see trainables.allocator)
         seed_everything(cfg.seed)
         if resume_from:
             self.load_checkpoint(resume_from)

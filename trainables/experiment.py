@@ -76,7 +76,7 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
         teacher_paths = resolve_teachers(cfg, progress=progress)
     teacher_paths = teacher_paths if method_cls.uses_teacher else []
 
-    eager = method_cls.second_order
+    eager = method_cls.double_backward(cfg)
     tokenizer = load_tokenizer(teacher_paths[0] if teacher_paths else (cfg.student or cfg.teacher))
     check_one_tokenizer(tokenizer, teacher_paths, cfg.student or cfg.teacher)
     seed_everything(cfg.seed)  # the student's new head is initialised reproducibly

@@ -38,6 +38,12 @@ class Method:
     needs_quiz: ClassVar[bool] = False       # step() receives quiz batches
     second_order: ClassVar[bool] = False     # models must use eager attention (double backward)
 
+    @classmethod
+    def double_backward(cls, cfg: DistillConfig) -> bool:
+        """Whether the run differentiates through a gradient (then its models use eager attention:
+        SDPA has no double backward). First-order meta-gradients do not, and keep the fast kernels."""
+        return cls.second_order and not getattr(cfg, "first_order", False)
+
     def __init__(self, cfg: DistillConfig, task: TaskSpec, student: nn.Module,
                  teachers: list[nn.Module]):
         self.cfg = cfg
