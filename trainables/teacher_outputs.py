@@ -60,11 +60,12 @@ def usable(method_cls, cfg: DistillConfig) -> bool:
 
 @torch.no_grad()
 def compute(teachers: Sequence[nn.Module], loader, device: torch.device, *, layers: Sequence[int] = (),
-            bf16: bool = False) -> TeacherOutputs:
-    """Run every teacher (eval mode) once over ``loader``'s batches (which carry ``row``)."""
+            bf16: bool = False, num_rows: int | None = None) -> TeacherOutputs:
+    """Run every teacher (eval mode) once over ``loader``'s batches (which carry ``row``;
+    ``num_rows`` rows, default ``len(loader.dataset)``)."""
     from trainables.methods.base import model_inputs
 
-    n = len(loader.dataset)
+    n = len(loader.dataset) if num_rows is None else num_rows
     logits, cls = None, {k: None for k in layers}
     for i, teacher in enumerate(teachers):
         was = teacher.training
