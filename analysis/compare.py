@@ -42,7 +42,7 @@ CONFIG_SETUP_KEYS = ("teacher", "teachers", "teacher_checkpoint", "student", "ma
 SEED_KEYS = ("seed",)
 #: cost columns averaged over the reported runs
 COST_COLUMNS = ("student_params", "teacher_params", "student_layers", "param_ratio", "speedup",
-                "train_seconds")
+                "train_seconds", "step_ms", "peak_mem_mb")
 
 
 def config_key(df: pd.DataFrame) -> pd.Series:
@@ -140,7 +140,7 @@ def markdown_table(table: pd.DataFrame, task: str | None) -> str:
     metrics = [c[:-len("_mean")] for c in table.columns if c.endswith("_mean")]
     primary = next(c[:-len("_best")] for c in table.columns if c.endswith("_best"))
     header = ["Method", "#Params", "Teacher/student params", "Speed-up", *metrics, f"best {primary}",
-              "Seeds", "Runs", "Train time"]
+              "Seeds", "Runs", "Train time", "ms/step", "Peak mem"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in table.iterrows():
         cells = [str(r["method"]), format_count(r.get("student_params", np.nan)),
@@ -148,7 +148,9 @@ def markdown_table(table: pd.DataFrame, task: str | None) -> str:
                  f"{r['speedup']:.2f}×" if not pd.isna(r.get("speedup", np.nan)) else "–",
                  *[_score(r[f"{m}_mean"], r[f"{m}_std"], int(r["n_seeds"])) for m in metrics],
                  _score(r[f"{primary}_best"], np.nan, 1), str(int(r["n_seeds"])), str(int(r["n_runs"])),
-                 _seconds(r.get("train_seconds", np.nan))]
+                 _seconds(r.get("train_seconds", np.nan)),
+                 f"{r['step_ms']:.0f}" if not pd.isna(r.get("step_ms", np.nan)) else "–",
+                 f"{r['peak_mem_mb'] / 1024:.2f} GB" if not pd.isna(r.get("peak_mem_mb", np.nan)) else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -166,7 +168,9 @@ def write_outputs(table: pd.DataFrame, out_dir: str, *, task: str, experiment: s
                  f"Experiment `{experiment}` at `{uri}`. Dev-set {primary} and other dev metrics ×100. "
                  "Where a method's configuration was run with several seeds: mean ± sample std (ddof=1) "
                  "over the seeds (Seeds = n); otherwise its best single run. `best` is the method's best "
-                 "single run. #Params: student; Speed-up: measured teacher/student inference time.\n\n"
+                 "single run. #Params: student; Speed-up: measured teacher/student inference time; ms/step: "
+                 "median training step (evaluation excluded); Peak mem: peak GPU memory allocated, or "
+                 "the training process's peak RSS on CPU.\n\n"
                  f"{md}\n")
     plotted = plots.comparison_bars(table, paths["png"], value=f"{primary}_mean", error=f"{primary}_std",
                                     ylabel=f"dev {primary}", title=f"{task}: dev {primary} by method "

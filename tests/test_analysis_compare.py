@@ -34,7 +34,8 @@ def filled(tmp_path_factory):
     for seed, score in KD_SEEDS.items():
         ids[f"kd_{seed}"] = f.trial("kd", score, alpha=0.5, temperature=4.0, seed=seed,
                                     sweep="sweep-a" if seed == 42 else "kd-seeds", seed_rerun=seed != 42,
-                                    metrics={"speedup": KD_SPEEDUP[seed], "train_seconds": KD_SECONDS[seed]})
+                                    metrics={"speedup": KD_SPEEDUP[seed], "train_seconds": KD_SECONDS[seed],
+                                             "step_ms": 100.0 + seed - 42, "peak_mem_mb": 2048.0})
     f.trial("pkd", None, status="ERROR")
     f.trial("pkd", 0.83, beta=100.0)
     ids["metadistil"] = f.trial("metadistil", 0.91, eval_teacher=True, history={
@@ -72,6 +73,7 @@ def test_compare_table_holds_the_numbers_put_in(filled):
     assert kd["accuracy_best"] == 0.88 and kd["best_run_id"] == ids["kd_44"]
     assert kd["speedup"] == pytest.approx(2.0) and kd["train_seconds"] == pytest.approx(110.0)
     assert kd["param_ratio"] == pytest.approx(2.0) and kd["student_params"] == 11_000_000
+    assert kd["step_ms"] == pytest.approx(101.0) and kd["peak_mem_mb"] == pytest.approx(2048.0)  # cost columns
     assert set(kd["run_ids"].split(";")) == {ids["kd_42"], ids["kd_43"], ids["kd_44"]}
     ft = table.set_index("method").loc["finetune"]
     assert ft["selection"] == "best" and ft["n_seeds"] == 1 and ft["n_runs"] == 2
@@ -86,7 +88,7 @@ def test_compare_cli_writes_table_csv_and_plot(filled, tmp_path, capsys):
     printed = capsys.readouterr().out
     for name in ("compare.md", "compare.csv", "compare.png"):
         assert (out / name).stat().st_size > 0
-    assert "| kd | 11.0M | 2.0× | 2.00× | 87.00 ± 1.00 | 88.00 | 3 | 5 | 110.0 s |" in printed
+    assert "| kd | 11.0M | 2.0× | 2.00× | 87.00 ± 1.00 | 88.00 | 3 | 5 | 110.0 s | 101 | 2.00 GB |" in printed
     assert sum(line.startswith("| ") for line in printed.splitlines()) == 1 + 5  # header + methods
     csv = pd.read_csv(out / "compare.csv")
     pd.testing.assert_frame_equal(csv[["method", "accuracy_mean", "n_seeds"]],

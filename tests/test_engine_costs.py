@@ -112,3 +112,12 @@ def test_malloc_tuning_applies_once_and_can_be_turned_off(monkeypatch):
 
     assert on.stdout.split() == (["True", "True"] if platform.libc_ver()[0] == "glibc" else ["False", "False"])
     assert off.stdout.split() == ["False", "False"]
+
+
+def test_every_run_records_its_step_time_peak_memory_and_device(data_dir, tiny_bert):
+    from trainables.experiment import run
+
+    summary = run(_cfg(data_dir, tiny_bert, method="kd", eval_steps=3), teacher_paths=[tiny_bert])
+    assert summary["device"] == "cpu"
+    assert 0 < summary["step_ms"] < 1000 * summary["train_seconds"]
+    assert summary["peak_mem_mb"] > 50  # this process's peak RSS

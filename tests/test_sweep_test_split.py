@@ -1,5 +1,6 @@
 """A sweep on a task with a labelled test split (GAD): the selected student's test scores reach
-the trial's MLflow run, the sweep summary and the parent run."""
+the trial's MLflow run, the sweep summary and the parent run; so do the step time, peak memory
+and device of the trial."""
 
 from __future__ import annotations
 
@@ -29,3 +30,6 @@ def test_test_scores_are_logged_for_every_finished_trial(ray_session, tiny_confi
     assert len(child) == 1 and len(parent) == 1
     assert child[0].data.metrics["test_f1"] == pytest.approx(trial["metrics"]["test_f1"])
     assert parent[0].data.metrics["test_score"] == pytest.approx(trial["metrics"]["test_score"])
+    # what the steps cost, beside the scores
+    assert child[0].data.metrics["step_ms"] > 0 and child[0].data.metrics["peak_mem_mb"] > 0
+    assert child[0].data.params["device"] == "cpu"

@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -136,6 +137,8 @@ class Engine:
         self._pending: list[dict] = []  # step logs since the last evaluation
         self._unread: list[tuple[int, dict]] = []  # (step, logs) not yet read from the device
         self._bar = None
+        self._interval_start: float | None = None  # wall clock at the first unread step
+        self.interval_ms: list[float] = []         # ms/step of each log interval (no evaluation)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -235,6 +238,12 @@ class Engine:
         if not self._unread:
             return
         unread, self._unread = self._unread, []
+        if self._interval_start is not None:  # the read waits for the device: the interval is done
+            tensors_done = [v for _, logs in unread for v in logs.values() if torch.is_tensor(v)]
+            if tensors_done and self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.interval_ms.append(1000 * (time.perf_counter() - self._interval_start) / len(unread))
+            self._interval_start = None
         tensors = [v.detach().double().reshape(()) for _, logs in unread for v in logs.values() if torch.is_tensor(v)]
         read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
         for step, logs in unread:
@@ -283,6 +292,8 @@ class Engine:
             for i, batch in enumerate(self.loaders.train):
                 if epoch == start_epoch and i < skip:
                     continue
+                if self._interval_start is None:
+                    self._interval_start = time.perf_counter()
                 logs = self.train_step(batch, quiz, warming_up)
                 self._unread.append((self.step, logs))  # the step's 0-based index
                 self.step += 1
@@ -302,6 +313,27 @@ class Engine:
         self.result.best = dict(self.best)
         self.result.selected = dict(self.best if cfg.select == "best-dev" else self.result.history[-1])
         return self.result
+
+    def device_name(self) -> str:
+        """``cpu``, or ``cuda:0 (NVIDIA H100 ...)``."""
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return str(self.device)
+
+    def cost(self) -> dict:
+        """What the run's steps cost: ``step_ms`` (median ms per training step over the log
+        intervals, evaluation excluded), ``peak_mem_mb`` (CUDA: peak allocated; CPU: the process's
+        peak RSS) and ``device`` (with the GPU's name)."""
+        out: dict = {"device": self.device_name()}
+        if self.interval_ms:
+            out["step_ms"] = float(np.median(self.interval_ms))
+        if self.device.type == "cuda":
+            out["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            import resource
+
+            out["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return out
 
     def best_student_model(self) -> torch.nn.Module:
         """A copy of the student with the weights of its best evaluation."""

@@ -150,7 +150,7 @@ def summarise(prep: Prepared, result: TrainResult, seconds: float) -> dict:
     """The run's final record: best dev metrics, sizes, measured speed-up, curves."""
     engine = prep.engine
     out = {"method": prep.cfg.method, "task": prep.task.name, **result.selected, "select": prep.cfg.select,
-           "best_step": result.best.get("step"), "train_seconds": seconds,
+           "best_step": result.best.get("step"), "train_seconds": seconds, **engine.cost(),
            "student_params": prep.student_info.params, "student_layers": prep.student_info.layers,
            "final_train_loss": result.losses[-1] if result.losses else None,
            "history": result.history}
