@@ -121,3 +121,36 @@ def test_every_run_records_its_step_time_peak_memory_and_device(data_dir, tiny_b
     assert summary["device"] == "cpu"
     assert 0 < summary["step_ms"] < 1000 * summary["train_seconds"]
     assert summary["peak_mem_mb"] > 50  # this process's peak RSS
+
+
+def test_length_grouped_batches_pad_less_and_cover_every_row_once(data_dir, tiny_bert):
+    def epoch(cfg, seed_epoch):
+        loader = prepare(cfg, teacher_paths=[tiny_bert]).engine.loaders.train
+        loader.generator.manual_seed(seed_epoch)
+        rows, padding = [], 0
+        for b in loader:
+            rows += b["row"].tolist() if "row" in b else []
+            padding += int((b["attention_mask"] == 0).sum())
+        return rows, padding
+
+    cfg = _cfg(data_dir, tiny_bert, method="kd", max_train_samples=400, max_seq_length=64)
+    grouped, grouped_pad = epoch(cfg, 1)
+    plain, plain_pad = epoch(cfg.replace(group_by_length=False), 1)
+    assert sorted(grouped) == sorted(plain) == list(range(400))  # every row once per epoch
+    assert grouped_pad < 0.5 * plain_pad
+    assert epoch(cfg, 1)[0] == grouped and epoch(cfg, 2)[0] != grouped  # seeded per epoch: resumable
+
+
+def test_dev_sorted_by_length_gives_the_same_metrics(data_dir, tiny_bert):
+    from trainables.data import make_loader, tokenize_split
+    from trainables.engine import evaluate
+
+    prep = prepare(_cfg(data_dir, tiny_bert, method="finetune", max_eval_samples=100), teacher_paths=[])
+    unsorted = make_loader(tokenize_split(prep.data.dev, prep.tokenizer, prep.task, 24), prep.tokenizer, 16,
+                           shuffle=False)
+    student = prep.engine.method.student
+    lengths = [int(b["attention_mask"].sum(1).max()) for b in prep.engine.loaders.dev]
+    assert lengths == sorted(lengths)
+    a = evaluate(student, prep.engine.loaders.dev, prep.task, torch.device("cpu"))
+    b = evaluate(student, unsorted, prep.task, torch.device("cpu"))
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], abs=1e-9) for k in a)

@@ -65,6 +65,7 @@ class DistillConfig:
     cache_dir: str | None = _setup(None, help="fine-tuned teacher cache (default $TUNER_CACHE_DIR or ~/.cache/distill-tune)")
     output_dir: str | None = _setup(None, help="where the run saves the student (and a meta-learned teacher)")
     num_workers: int = _setup(0, help="DataLoader workers")
+    group_by_length: bool = _setup(True, help="training batches of rows of similar length (less padding)")
     teacher_output_cache: bool = _setup(True, help="frozen teachers (kd, pkd): compute their outputs on the "
                                                    "training rows once and read them instead of running them")
 

@@ -325,10 +325,31 @@ def tokenize_split(ds: datasets.Dataset, tokenizer, task: TaskSpec, max_seq_leng
     return out
 
 
+def token_lengths(ds: datasets.Dataset) -> list[int]:
+    return [len(ids) for ids in ds.with_format(None)["input_ids"]]
+
+
+def sort_by_length(ds: datasets.Dataset) -> datasets.Dataset:
+    """The split ordered by token length (for evaluation: less padding, same metrics)."""
+    lengths = token_lengths(ds)
+    return ds.select(sorted(range(len(ds)), key=lambda i: lengths[i]))
+
+
 def make_loader(ds: datasets.Dataset, tokenizer, batch_size: int, *, shuffle: bool, seed: int = 0,
-                num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """Batches of a tokenised split: dicts of tensors padded per batch, with ``labels``."""
+                num_workers: int = 0, group_by_length: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of a tokenised split: dicts of tensors padded per batch, with ``labels``.
+
+    ``shuffle`` draws the order from a seeded generator (the engine re-seeds it each epoch);
+    with ``group_by_length`` the shuffled rows are grouped by length within chunks of 50 batches
+    (``transformers``' ``LengthGroupedSampler``, as the HF Trainer's ``group_by_length``), so a
+    batch pads to rows of similar length."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator,
+    sampler = None
+    if shuffle and group_by_length:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        sampler = LengthGroupedSampler(batch_size, lengths=token_lengths(ds), generator=generator)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle and sampler is None,
+                                       sampler=sampler, generator=generator,
                                        collate_fn=DataCollatorWithPadding(tokenizer),
                                        num_workers=num_workers)

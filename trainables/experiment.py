@@ -19,7 +19,7 @@ import torch
 from trainables import teacher_outputs
 from trainables.augment import NoiseInjector
 from trainables.config import DistillConfig
-from trainables.data import TaskData, load_task_data, make_loader, tokenize_split
+from trainables.data import TaskData, load_task_data, make_loader, sort_by_length, tokenize_split
 from trainables.engine import Engine, Loaders, Reporter, TrainResult, resolve_device, seed_everything
 from trainables.errors import UserError
 from trainables.methods import get_method
@@ -99,8 +99,10 @@ def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
 
     def loader(split, shuffle, batch_size):
         ds = tokenize_split(getattr(data, split), tokenizer, task, cfg.max_seq_length, rows=cache and split == "train")
+        if split in ("dev", "test"):
+            ds = sort_by_length(ds)  # evaluation: less padding, the same metrics
         return make_loader(ds, tokenizer, batch_size, shuffle=shuffle, seed=cfg.seed,
-                           num_workers=cfg.num_workers)
+                           num_workers=cfg.num_workers, group_by_length=cfg.group_by_length and split == "train")
 
     loaders = Loaders(train=loader("train", True, cfg.batch_size), dev=loader("dev", False, 64),
                       quiz=loader("quiz", True, cfg.batch_size) if method_cls.needs_quiz else None,
