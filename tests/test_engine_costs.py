@@ -4,6 +4,7 @@ synchronisation per step, near-duplicate evaluations."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
 
@@ -154,3 +155,16 @@ def test_dev_sorted_by_length_gives_the_same_metrics(data_dir, tiny_bert):
     a = evaluate(student, prep.engine.loaders.dev, prep.task, torch.device("cpu"))
     b = evaluate(student, unsorted, prep.task, torch.device("cpu"))
     assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], abs=1e-9) for k in a)
+
+
+@pytest.mark.parametrize("method,extra", [("kd", {}), ("pkd", {}), ("metadistil", {}), ("metadistil", {"first_order": True}),
+                                          ("metadistil", {"inner_update": "adam"}), ("meta-adaptive-kd", {}),
+                                          ("reptile-distil", {})])
+def test_bf16_autocast_trains_every_method_double_backward_included(data_dir, tiny_bert, method, extra):
+    prep = prepare(_cfg(data_dir, tiny_bert, method=method, bf16=True, **extra), teacher_paths=[tiny_bert])
+    teacher_before = [p.detach().clone() for p in prep.engine.method.teachers[0].parameters()]
+    result = prep.engine.fit()
+    assert all(math.isfinite(x) for x in result.losses)
+    assert all(p.dtype == torch.float32 for p in prep.engine.method.student.parameters())  # fp32 master weights
+    if prep.engine.method.teacher_learns:  # the meta-update went through the bf16 graph
+        assert any(not torch.equal(a, b) for a, b in zip(teacher_before, prep.engine.method.teachers[0].parameters()))
