@@ -36,6 +36,10 @@ LAUNCH_DEFAULTS = {"epochs": 2, "batch_size": 16, "num_samples": 8, "max_concurr
                    "reduction_factor": 2.0}
 
 
+#: exit status of a sweep interrupted by Ctrl-C (its summary is written; ``--resume`` continues it)
+INTERRUPTED_EXIT = 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainables.config import field_choices
     from trainables.run import add_model_and_data_args
@@ -188,13 +192,16 @@ def main(argv: list[str] | None = None) -> dict | None:
             raise UserError("--resume needs --name of the sweep to continue")
         spec = SweepSpec(method=args.method or "", storage_path=args.storage_path, name=args.name,
                          address=args.address, output_json=args.output_json, verbose=0 if args.quiet else 1)
-        return run_sweep(spec, resume=True)
-    summary = run_sweep(spec_from_args(args))
-    if args.quiet:
-        print(json.dumps({k: summary[k] for k in ("best_metric", "metric_name", "best_config", "counts",
-                                                  "best_student_path")}, default=str))
+        summary = run_sweep(spec, resume=True)
+    else:
+        summary = run_sweep(spec_from_args(args))
+        if args.quiet:
+            print(json.dumps({k: summary[k] for k in ("best_metric", "metric_name", "best_config", "counts",
+                                                      "best_student_path")}, default=str))
     return summary
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    result = main(sys.argv[1:])
+    if result and result.get("interrupted"):  # a calling script sees the interrupt (128 + SIGINT)
+        sys.exit(INTERRUPTED_EXIT)

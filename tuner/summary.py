@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import statistics
+import sys
 from typing import Any
 
 from trainables.trainable import EVALUATION, NODE, STUDENT_DIR
@@ -35,19 +36,29 @@ def _error_text(err: BaseException | None) -> str | None:
 
 
 #: summary status of a trial an interrupted driver left running or pending (``--resume`` continues it)
-STATUS_UNFINISHED = "UNFINISHED"
+STATUS_UNFINISHED = tracking.STATUS_UNFINISHED
+#: Ray's statuses of a trial that will not run again (a resume neither continues nor restarts it)
+_RAY_DONE = ("TERMINATED", "ERROR")
 
 
-def _ray_statuses(results) -> dict[str, str]:
-    """Ray's own status per trial id (to tell trials an interrupted sweep left unfinished)."""
-    analysis = getattr(results, "_experiment_analysis", None)
-    return {t.trial_id: t.status for t in getattr(analysis, "trials", None) or []}
+def _saved_statuses(results) -> dict[str, str]:
+    """Each trial's status in the experiment state Ray saved last, which is what ``--resume``
+    continues from. (Not the statuses of the returned trials: after Ctrl-C Ray saves the trials
+    it was running as RUNNING, then marks them TERMINATED in memory while it stops them.)"""
+    from ray.tune import ExperimentAnalysis
+
+    try:
+        trials = ExperimentAnalysis(results.experiment_path).trials
+    except Exception as err:  # no state: every trial counts as unfinished, nothing is pruned
+        print(f"warning: cannot read Ray's experiment state in {results.experiment_path}: {err}", file=sys.stderr)
+        return {}
+    return {t.trial_id: t.status for t in trials}
 
 
 def collect_trials(results) -> list[dict[str, Any]]:
     """One entry per trial of a ResultGrid, in trial order."""
     trials = []
-    ray_status = _ray_statuses(results)
+    ray_status = _saved_statuses(results)
     for r in results:
         m = dict(r.metrics or {})
         errored = r.error is not None
@@ -56,7 +67,7 @@ def collect_trials(results) -> list[dict[str, Any]]:
             found = _TRIAL_ID.search(os.path.basename(r.path))
             trial_id = found.group(1) if found else os.path.basename(r.path)
         status = tracking.trial_status(m, errored)
-        if ray_status.get(trial_id, "TERMINATED") not in ("TERMINATED", "ERROR"):
+        if ray_status.get(trial_id) not in _RAY_DONE:  # unknown to Ray's state: never assume done
             status = STATUS_UNFINISHED
         trials.append({
             "trial_id": trial_id,
@@ -101,7 +112,8 @@ def prune_engine_states(trials: list[dict[str, Any]]) -> int:
     """Delete the engine states (optimiser and model state, the bulk of a checkpoint) of trials
     that will never train again (finished, stopped early or errored; a resume does not restart
     them); their final checkpoint (best student, logs) and step logs stay. Local storage only.
-    Returns the number of files deleted."""
+    A trial Ray may still continue (:data:`STATUS_UNFINISHED`: left running or pending by an
+    interrupt, or missing from Ray's state) keeps every file. Returns the number of files deleted."""
     from trainables.engine import CHECKPOINT_FILE
 
     deleted = 0
@@ -212,8 +224,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"== sweep {summary['sweep']}: {summary['method']} on {summary['task']} ==",
              f"trials: {summary['num_trials']} ({c['TERMINATED']} terminated, {c['EARLY_STOPPED']} "
              f"early-stopped, {c['ERROR']} errored"
-             + (f", {c[STATUS_UNFINISHED]} unfinished: continue with --resume --name {summary['sweep']}"
-                if c.get(STATUS_UNFINISHED) else "") + ")"]
+             + (f", {c[STATUS_UNFINISHED]} unfinished" if c.get(STATUS_UNFINISHED) else "")
+             + (f", {summary['not_started']} not started" if summary.get("not_started") else "") + ")"]
+    if summary.get("interrupted"):
+        lines.append(f"interrupted: continue with {summary['resume_command']}")
     if summary["best_config"] is None:
         lines.append("no trial produced a result")
     else:

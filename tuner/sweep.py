@@ -30,6 +30,8 @@ import dataclasses
 import json
 import math
 import os
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -464,7 +466,10 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                     best, os.path.join(spec.experiment_dir, BEST_STUDENT_DIR))
                 if student_path:
                     tracking.log_best_student(prep.tracking_uri, parent_run_id, student_path)
-            interrupted = any(t["status"] == summaries.STATUS_UNFINISHED for t in trials)
+            # Ray Tune returns normally after Ctrl-C: trials left running or pending, or samples
+            # the search had not created yet, are what tells an interrupted sweep
+            interrupted = (any(t["status"] == summaries.STATUS_UNFINISHED for t in trials)
+                           or len(trials) < expected_trials(spec, prep))
             summaries.prune_engine_states(trials)
             seeds = None
             if spec.seeds and best is not None and not interrupted:
@@ -474,6 +479,11 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=time.time() - started)
             summary["interrupted"] = interrupted
+            summary["not_started"] = max(0, expected_trials(spec, prep) - len(trials))
+            summary["resume_command"] = resume_command(spec) if interrupted else None
+            if interrupted:
+                print(f"sweep {spec.name} interrupted; continue it with: {summary['resume_command']}",
+                      file=sys.stderr, flush=True)
             path = os.path.join(spec.experiment_dir, SUMMARY_FILE)
             summaries.write_json(summary, path)
             if spec.output_json:
@@ -482,10 +492,25 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                                        status="KILLED" if interrupted else "FINISHED")
         except BaseException:
             tracking.client(prep.tracking_uri).set_terminated(parent_run_id, status="KILLED")
+            print(f"sweep {spec.name} stopped; continue it with: {resume_command(spec)}", file=sys.stderr,
+                  flush=True)
             raise
     if spec.verbose:
         print(summaries.format_summary(summary))
     return summary
+
+
+def expected_trials(spec: SweepSpec, prep: Prepared) -> int:
+    """How many trials the sweep runs when nothing stops it (grid: every combination times
+    ``num_samples``)."""
+    if prep.grid is None:
+        return spec.num_samples
+    return math.prod(len(v) for k, v in prep.grid.items() if k not in spec.fixed) * spec.num_samples
+
+
+def resume_command(spec: SweepSpec) -> str:
+    """The command that continues this sweep (printed instead of Ray's ``Tuner.restore`` hint)."""
+    return f"python -m tuner.launch --resume --name {shlex.quote(spec.name)} --storage-path {shlex.quote(spec.storage_path)}"
 
 
 def _parent_params(prep: Prepared, spec: SweepSpec) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Reliability of sweeps for real (issue #9): Ctrl-C, killed trial workers, concurrent stores,
+moved sweeps. Real Ray (each driver in its own process starts its own local instance unless the
+test says otherwise), a real SQLite MLflow store, real signals."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from ray_fixtures import tiny_cli_args
+from tuner import launch, tracking
+
+pytestmark = pytest.mark.slow
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_driver(args: list[str], cwd) -> subprocess.Popen:
+    """``python -m tuner.launch ARGS`` in its own process (its own local Ray: no --address)."""
+    return subprocess.Popen([sys.executable, "-m", "tuner.launch", *args], cwd=str(cwd),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO})
+
+
+def wait_for(predicate, driver: subprocess.Popen, what: str, timeout: float = 240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and driver.poll() is None:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    driver.kill()
+    out, err = driver.communicate(timeout=60)
+    pytest.fail(f"{what} did not happen (driver rc {driver.returncode}): {err[-3000:]}")
+
+
+def trial_runs(uri: str, experiment: str, sweep: str) -> tuple[object, list]:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`distill.sweep` = '{sweep}'",
+                              max_results=1000)
+    parents = [r for r in runs if r.data.tags[tracking.TAG_ROLE] == tracking.ROLE_SWEEP]
+    assert len(parents) == 1
+    return parents[0], [r for r in runs if r.data.tags[tracking.TAG_ROLE] == tracking.ROLE_TRIAL]
+
+
+def evaluations_reported(trial_dir: str) -> list[int]:
+    """The ``evaluation`` of every result Ray logged for a trial (its result.json, appended to
+    across driver restarts)."""
+    with open(os.path.join(trial_dir, "result.json")) as fh:
+        return [json.loads(line)["evaluation"] for line in fh if '"evaluation"' in line]
+
+
+def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running(ray_session, tiny_config, mlflow_uri,
+                                                                   tmp_path):
+    store, name = tmp_path / "store", "interrupted"
+    out = tmp_path / "summary.json"
+    # a trial takes every CPU of the driver's Ray instance: the second trial waits, PENDING
+    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "3",
+                           "--evals-per-epoch", "2", "--num-samples", "3", "--max-concurrent", "2",
+                           "--cpus-per-trial", str(os.cpu_count()), "--scheduler", "fifo",
+                           "--mlflow-uri", mlflow_uri, "--experiment", "test-sigint",
+                           "--storage-path", str(store), "--name", name, "--output-json", str(out),
+                           "--quiet"], tmp_path)
+    first = wait_for(lambda: glob.glob(str(store / name / "*" / "checkpoint_*")), driver, "a first report")
+    driver.send_signal(signal.SIGINT)  # Ctrl-C
+    stdout, stderr = driver.communicate(timeout=180)
+    assert driver.returncode == launch.INTERRUPTED_EXIT, stderr[-3000:]
+    assert f"python -m tuner.launch --resume --name {name} --storage-path {store}" in stderr
+
+    summary = json.loads(out.read_text())
+    assert summary["interrupted"] is True
+    # the running trial and the pending one are UNFINISHED; the third sample was never created
+    assert [t["status"] for t in summary["trials"]] == ["UNFINISHED", "UNFINISHED"]
+    assert summary["not_started"] == 1
+    running_dir = os.path.dirname(first[0])
+    # the cleanup at the end of the sweep kept the engine states Ray continues from
+    assert glob.glob(os.path.join(running_dir, "checkpoint_*", "engine_state.pt"))
+
+    parent, runs = trial_runs(mlflow_uri, "test-sigint", name)
+    assert parent.info.status == "KILLED"
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    killed = {r.data.tags[tracking.TAG_TRIAL_ID]: r for r in runs if r.info.status == "KILLED"}
+    assert killed and all(r.data.tags[tracking.TAG_STATUS] == "UNFINISHED" for r in killed.values())
+    before = {r.data.tags[tracking.TAG_TRIAL_ID]: r.info.run_id for r in runs}
+
+    resumed = launch.main(["--resume", "--name", name, "--storage-path", str(store), "--quiet"])
+    assert resumed["interrupted"] is False and resumed["counts"]["TERMINATED"] == 3, resumed["counts"]
+    assert {t["trial_id"] for t in summary["trials"]} < {t["trial_id"] for t in resumed["trials"]}
+    assert resumed["num_trials"] == 3 and resumed["not_started"] == 0
+    parent, runs = trial_runs(mlflow_uri, "test-sigint", name)
+    assert parent.info.status == "FINISHED" and len(runs) == 3
+    assert all(r.info.status == "FINISHED" and r.data.tags[tracking.TAG_STATUS] == "TERMINATED" for r in runs)
+    for tid, run_id in before.items():  # the same runs, continued
+        assert [r.info.run_id for r in runs if r.data.tags[tracking.TAG_TRIAL_ID] == tid] == [run_id]
+    # the interrupted trial continued from its checkpoint: no evaluation reported twice
+    evaluations = evaluations_reported(running_dir)
+    assert evaluations == sorted(set(evaluations)) and evaluations[0] == 1
