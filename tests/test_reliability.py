@@ -83,6 +83,7 @@ def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running(ray_session, t
     running_dir = os.path.dirname(first[0])
     # the cleanup at the end of the sweep kept the engine states Ray continues from
     assert glob.glob(os.path.join(running_dir, "checkpoint_*", "engine_state.pt"))
+    assert_resumable_trials_keep_their_engine_states(summary, store / name)
 
     parent, runs = trial_runs(mlflow_uri, "test-sigint", name)
     assert parent.info.status == "KILLED"
@@ -103,3 +104,61 @@ def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running(ray_session, t
     # the interrupted trial continued from its checkpoint: no evaluation reported twice
     evaluations = evaluations_reported(running_dir)
     assert evaluations == sorted(set(evaluations)) and evaluations[0] == 1
+
+
+def saved_statuses(experiment_dir) -> dict[str, str]:
+    """Trial id -> status in Ray's saved experiment state (what a resume continues)."""
+    from ray.tune import ExperimentAnalysis
+
+    return {t.trial_id: t.status for t in ExperimentAnalysis(str(experiment_dir)).trials}
+
+
+def assert_resumable_trials_keep_their_engine_states(summary: dict, experiment_dir) -> None:
+    saved = saved_statuses(experiment_dir)
+    for trial in summary["trials"]:
+        if saved[trial["trial_id"]] not in ("TERMINATED", "ERROR"):
+            assert glob.glob(os.path.join(trial["path"], "checkpoint_*", "engine_state.pt")), trial["trial_id"]
+
+
+def results_of(trial_dir: str) -> list[dict]:
+    try:
+        with open(os.path.join(trial_dir, "result.json")) as fh:
+            return [json.loads(line) for line in fh if line.strip().endswith("}")]
+    except OSError:
+        return []
+
+
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint_then_errored(tiny_config, mlflow_uri, tmp_path):
+    store, name = tmp_path / "store", "killed-worker"
+    out = tmp_path / "summary.json"
+    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "4",
+                           "--evals-per-epoch", "2", "--num-samples", "2", "--max-concurrent", "1",
+                           "--scheduler", "fifo", "--max-failures", "1", "--mlflow-uri", mlflow_uri,
+                           "--experiment", "test-kill-worker", "--storage-path", str(store), "--name", name,
+                           "--output-json", str(out)], tmp_path)
+
+    def reported_pids(trial_dir: str) -> list[int]:
+        return [r["pid"] for r in results_of(trial_dir) if "evaluation" in r]
+
+    first = wait_for(lambda: glob.glob(str(store / name / "*" / "checkpoint_000000")), driver, "a checkpoint")
+    trial_dir = os.path.dirname(first[0])
+    worker = wait_for(lambda: reported_pids(trial_dir) and reported_pids(trial_dir)[-1], driver, "a pid")
+    os.kill(worker, signal.SIGKILL)  # the retry continues from the last checkpoint in a new worker
+    retry = wait_for(lambda: [p for p in reported_pids(trial_dir) if p != worker], driver, "the retry")[0]
+    os.kill(retry, signal.SIGKILL)  # the second failure is one more than --max-failures 1
+    stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-3000:]
+
+    summary = json.loads(out.read_text())
+    assert summary["counts"] == {"TERMINATED": 1, "ERROR": 1, "EARLY_STOPPED": 0}, summary["trials"]
+    failed = [t for t in summary["trials"] if t["status"] == "ERROR"][0]
+    assert failed["path"] == trial_dir and "Died" in failed["error"]
+    # the retry restored the checkpoint: it did not start again from the first evaluation
+    evaluations = [r["evaluation"] for r in results_of(trial_dir) if "evaluation" in r]
+    assert evaluations.count(1) == 1 and len(set(evaluations)) == len(evaluations), evaluations
+    assert_resumable_trials_keep_their_engine_states(summary, store / name)
+
+    parent, runs = trial_runs(mlflow_uri, "test-kill-worker", name)
+    assert parent.info.status == "FINISHED" and len(runs) == 2
+    bad = [r for r in runs if r.data.tags[tracking.TAG_STATUS] == "ERROR"]
+    assert len(bad) == 1 and bad[0].info.status == "FAILED" and "Died" in bad[0].data.tags[tracking.TAG_ERROR]

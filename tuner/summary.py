@@ -43,8 +43,10 @@ _RAY_DONE = ("TERMINATED", "ERROR")
 
 def _saved_statuses(results) -> dict[str, str]:
     """Each trial's status in the experiment state Ray saved last, which is what ``--resume``
-    continues from. (Not the statuses of the returned trials: after Ctrl-C Ray saves the trials
-    it was running as RUNNING, then marks them TERMINATED in memory while it stops them.)"""
+    continues from. Neither view alone is the truth (Ray 2.60): after Ctrl-C Ray saves the trials
+    it was running as RUNNING, then marks them TERMINATED in memory while it stops them; a trial
+    whose worker died is ERROR in memory but stays RUNNING in the saved state (so a resume
+    retries it once more)."""
     from ray.tune import ExperimentAnalysis
 
     try:
@@ -66,8 +68,9 @@ def collect_trials(results) -> list[dict[str, Any]]:
         if not trial_id and r.path:
             found = _TRIAL_ID.search(os.path.basename(r.path))
             trial_id = found.group(1) if found else os.path.basename(r.path)
+        saved = ray_status.get(trial_id)  # None: unknown to Ray's state, never assume it is done
         status = tracking.trial_status(m, errored)
-        if ray_status.get(trial_id) not in _RAY_DONE:  # unknown to Ray's state: never assume done
+        if not errored and saved not in _RAY_DONE:
             status = STATUS_UNFINISHED
         trials.append({
             "trial_id": trial_id,
@@ -79,6 +82,7 @@ def collect_trials(results) -> list[dict[str, Any]]:
             "node_id": m.get(NODE),
             "path": r.path,
             "_checkpoint": r.checkpoint,
+            "_resumable": saved not in _RAY_DONE,  # a resume continues it from its checkpoint
         })
     return sorted(trials, key=lambda t: str(t["trial_id"]))
 
@@ -112,13 +116,14 @@ def prune_engine_states(trials: list[dict[str, Any]]) -> int:
     """Delete the engine states (optimiser and model state, the bulk of a checkpoint) of trials
     that will never train again (finished, stopped early or errored; a resume does not restart
     them); their final checkpoint (best student, logs) and step logs stay. Local storage only.
-    A trial Ray may still continue (:data:`STATUS_UNFINISHED`: left running or pending by an
-    interrupt, or missing from Ray's state) keeps every file. Returns the number of files deleted."""
+    A trial Ray may still continue (not TERMINATED or ERROR in Ray's saved state: left running or
+    pending by an interrupt, errored with its worker, or missing from the state) keeps every file.
+    Returns the number of files deleted."""
     from trainables.engine import CHECKPOINT_FILE
 
     deleted = 0
     for trial in trials:
-        if trial["status"] == STATUS_UNFINISHED or not trial.get("path") or not os.path.isdir(trial["path"]):
+        if trial.get("_resumable", True) or not trial.get("path") or not os.path.isdir(trial["path"]):
             continue
         for name in os.listdir(trial["path"]):
             state = os.path.join(trial["path"], name, CHECKPOINT_FILE)

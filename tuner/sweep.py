@@ -72,6 +72,7 @@ class SweepSpec:
     gpus_per_trial: float = 0.0
     evals_per_epoch: int = 4              # sets eval_steps when config has none
     checkpoint_every: int = 1             # evaluations between trial checkpoints
+    max_failures: int = 1                 # retries of a failed trial (from its last checkpoint)
     search_seed: int = 0
     defaults_first: bool = True           # the first trial runs the config defaults (a baseline)
     seeds: int = 0                        # re-run the best config with this many seeds
@@ -167,6 +168,8 @@ def _check_numbers(spec: SweepSpec) -> None:
         raise UserError(f"--reduction-factor must be > 1, got {spec.reduction_factor}")
     if spec.seeds < 0:
         raise UserError(f"--seeds must be >= 0, got {spec.seeds}")
+    if spec.max_failures < 0:
+        raise UserError(f"--max-failures must be >= 0, got {spec.max_failures}")
     if spec.evals_per_epoch < 0:
         raise UserError(f"--evals-per-epoch must be >= 0, got {spec.evals_per_epoch}")
 
@@ -297,7 +300,9 @@ def _tune_parts(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_
         # two, not one: a driver killed between Ray deleting the older checkpoint and saving its
         # experiment state would otherwise resume a trial from a deleted checkpoint
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
+        # a trial whose worker dies (SIGKILL, out of memory) or that raises is retried from its
+        # last checkpoint up to max_failures times, then ERROR; the sweep goes on
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=False))
     scheduler = None
     if spec.scheduler_name == "asha":
         from ray.tune.schedulers import ASHAScheduler
