@@ -162,3 +162,37 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_then_errored(tiny_
     assert parent.info.status == "FINISHED" and len(runs) == 2
     bad = [r for r in runs if r.data.tags[tracking.TAG_STATUS] == "ERROR"]
     assert len(bad) == 1 and bad[0].info.status == "FAILED" and "Died" in bad[0].data.tags[tracking.TAG_ERROR]
+
+
+_TOGETHER = """
+import os, sys, time
+from tuner import tracking
+uri, folder, me = sys.argv[1:]
+open(os.path.join(folder, "ready-" + me), "w").close()
+while not os.path.exists(os.path.join(folder, "go")):
+    time.sleep(0.002)
+experiment = tracking.ensure_experiment(uri, "together")
+tracking.start_parent_run(uri, experiment, "sweep-" + me, "kd", "sst2")
+print(experiment)
+"""
+
+
+def test_sweeps_started_together_create_one_new_store_safely(tmp_path):
+    """What two or more drivers do first on a new SQLite store (create it, its experiment, their
+    parent runs), released at the same instant in separate processes."""
+    uri = "sqlite:///" + str(tmp_path / "new" / "mlflow.db")
+    (tmp_path / "new").mkdir()
+    n = 3
+    procs = [subprocess.Popen([sys.executable, "-c", _TOGETHER, uri, str(tmp_path), str(i)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": REPO})
+             for i in range(n)]
+    deadline = time.time() + 120
+    while len(glob.glob(str(tmp_path / "ready-*"))) < n and time.time() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    done = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * n, [err[-1500:] for _, err in done]
+    assert len({out.strip() for out, _ in done}) == 1  # one experiment
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("together").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"sweep-{i}" for i in range(n)]

@@ -28,6 +28,7 @@ second one, and does not log a step twice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -141,9 +142,27 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def store_lock(uri: str):
+    """A lock across processes (``<database>.lock``) around creating a SQLite store and its
+    experiments: MLflow creates a new database's tables with migrations that fail or half-apply
+    when two processes run them at once (two sweeps started together on a new store). Other
+    stores need none (a nullcontext)."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(uri[len("sqlite:///"):] + ".lock")
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """The id of experiment ``name`` in the store, created (with a local artifact folder next to a
-    SQLite database) when missing."""
+    SQLite database) when missing; safe when several processes create the same store and
+    experiment at once."""
+    with store_lock(uri):
+        return _ensure_experiment(uri, name)
+
+
+def _ensure_experiment(uri: str, name: str) -> str:
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
