@@ -196,3 +196,30 @@ def test_sweeps_started_together_create_one_new_store_safely(tmp_path):
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("together").experiment_id])
     assert sorted(r.info.run_name for r in runs) == [f"sweep-{i}" for i in range(n)]
+
+
+def test_a_sweep_resumes_into_its_moved_store(tiny_config, tmp_path):
+    """The SQLite store (database and artifacts) moved: --resume --mlflow-uri NEW logs every run
+    to the new store, not to the URI Ray pickled with the Tuner's MLflow callback."""
+    old, new, name = tmp_path / "old", tmp_path / "new", "moved"
+    old_db, store = old / "mlflow.db", tmp_path / "store"
+    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "3",
+                           "--evals-per-epoch", "2", "--num-samples", "2", "--max-concurrent", "1",
+                           "--scheduler", "fifo", "--mlflow-uri", f"sqlite:///{old_db}", "--experiment", "test-moved",
+                           "--storage-path", str(store), "--name", name, "--quiet"], tmp_path)
+    wait_for(lambda: glob.glob(str(store / name / "*" / "checkpoint_*")), driver, "a first report")
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=180)
+    assert driver.returncode == launch.INTERRUPTED_EXIT, stderr[-3000:]
+    old.rename(new)
+
+    new_uri = f"sqlite:///{new / 'mlflow.db'}"
+    summary = launch.main(["--resume", "--name", name, "--storage-path", str(store),
+                           "--mlflow-uri", new_uri, "--quiet"])
+    assert summary["counts"]["TERMINATED"] == 2 and summary["mlflow_uri"] == new_uri
+    assert not old_db.exists()  # nothing logged to (or created) the old store
+    parent, runs = trial_runs(new_uri, "test-moved", name)
+    assert parent.info.status == "FINISHED" and len(runs) == 2
+    assert all(r.info.status == "FINISHED" and "eval_score" in r.data.metrics for r in runs)
+    record = json.loads((store / name / "distill_sweep.json").read_text())
+    assert record["tracking_uri"] == new_uri  # a later --resume needs no --mlflow-uri

@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         if not args.name:
             raise UserError("--resume needs --name of the sweep to continue")
         spec = SweepSpec(method=args.method or "", storage_path=args.storage_path, name=args.name,
-                         address=args.address, output_json=args.output_json, verbose=0 if args.quiet else 1)
+                         address=args.address, mlflow_uri=args.mlflow_uri, output_json=args.output_json,
+                         verbose=0 if args.quiet else 1)
         summary = run_sweep(spec, resume=True)
     else:
         summary = run_sweep(spec_from_args(args))

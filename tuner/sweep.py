@@ -373,9 +373,14 @@ def _fit(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_id: str
     # a snapshot per trial checkpoint is what makes --resume exact; don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if restore and tune.Tuner.can_restore(spec.experiment_dir):
-        trainable, _, _ = _tune_parts(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
+        trainable, run_config, _ = _tune_parts(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
         tuner = tune.Tuner.restore(spec.experiment_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
+        # Ray restores the callbacks pickled with the Tuner: the MLflow logger would log to the
+        # tracking URI of the first run, not the sweep record's (or a new --mlflow-uri)
+        restored = tuner._local_tuner.get_run_config()
+        restored.callbacks = run_config.callbacks
+        restored.failure_config = run_config.failure_config
     else:
         tuner = _new_tuner(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
     return tuner.fit()
@@ -423,6 +428,8 @@ def _resume_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
     # where it runs and where the summary goes may change; what it searches may not
     saved.address = spec.address
     saved.verbose = spec.verbose
+    # the store may have moved with the sweep: the record's URI unless --mlflow-uri is given
+    saved.mlflow_uri = spec.mlflow_uri or record.get("tracking_uri") or saved.mlflow_uri
     if spec.output_json:
         saved.output_json = os.path.abspath(spec.output_json)
     saved.storage_path = storage
@@ -451,6 +458,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
         if record.get("parent_run_id"):
             parent_run_id = record["parent_run_id"]
             tracking.client(prep.tracking_uri).update_run(parent_run_id, status="RUNNING")
+            if record.get("tracking_uri") != prep.tracking_uri:  # resumed with another --mlflow-uri
+                record = {**{k: v for k, v in record.items() if k != "spec"}, "tracking_uri": prep.tracking_uri}
+                _write_record(spec, **record)
         else:
             teacher_paths = fine_tune_teachers([prep.base], spec, resources)[0]
             parent_run_id = tracking.start_parent_run(
