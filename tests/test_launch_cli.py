@@ -116,3 +116,21 @@ def test_a_name_in_use_needs_resume(base_args, tmp_path, capsys):
     (tmp_path / "store" / "bad").mkdir(parents=True)
     (tmp_path / "store" / "bad" / "distill_sweep.json").write_text("{}")
     assert "already exists" in fails(base_args, capsys)
+
+
+@pytest.mark.parametrize("where", ["/proc/distill-store", "FILE/store", "/sys/distill-store"])
+def test_an_unwritable_storage_path(where, base_args, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    where = where.replace("FILE", str(tmp_path / "file"))
+    args = list(base_args)
+    args[args.index("--storage-path") + 1] = where
+    line = fails(args, capsys)
+    assert line.startswith(f"error: --storage-path {where} is not a writable folder")
+
+
+@pytest.mark.parametrize("text", ['{"spec": {"method": "kd", "con', "[]", '{"parent_run_id": "x"}'])
+def test_resume_with_a_corrupt_record(text, tmp_path, capsys):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "distill_sweep.json").write_text(text)
+    line = fails(["--resume", "--name", "broken", "--storage-path", str(tmp_path)], capsys)
+    assert f"cannot resume from {tmp_path / 'broken' / 'distill_sweep.json'}: the sweep record is corrupt" in line

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainables.config import HPARAMS, DistillConfig, parse_assignments
-from trainables.errors import UserError
+from trainables.errors import UserError, check_writable_dir
 
 from tuner import cluster, summary as summaries, tracking
 
@@ -402,9 +402,17 @@ def _write_record(spec: SweepSpec, **extra: Any) -> None:
 
 
 def read_record(experiment_dir: str) -> dict[str, Any]:
+    """The sweep's record; a UserError when it is unreadable, truncated or not a sweep record."""
     path = os.path.join(experiment_dir, RECORD_FILE)
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+        if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
+            raise ValueError("no 'spec' mapping")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot resume from {path}: the sweep record is corrupt or truncated ({err}); "
+                        f"start the sweep again under another --name") from None
+    return record
 
 
 def _sweeps_in(storage_path: str) -> list[str]:
@@ -424,7 +432,11 @@ def _resume_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
     if not os.path.isfile(os.path.join(directory, RECORD_FILE)):
         raise UserError(f"no sweep {spec.name!r} to resume in {storage}; sweeps there: {', '.join(known) or 'none'}")
     record = read_record(directory)
-    saved = SweepSpec.from_dict(record["spec"])
+    try:
+        saved = SweepSpec.from_dict(record["spec"])
+    except TypeError as err:  # a required setting missing
+        raise UserError(f"cannot resume from {os.path.join(directory, RECORD_FILE)}: the sweep record is "
+                        f"corrupt ({err})") from None
     # where it runs and where the summary goes may change; what it searches may not
     saved.address = spec.address
     saved.verbose = spec.verbose
@@ -446,6 +458,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
     if resume:
         spec, record = _resume_spec(spec)
     spec = normalise(spec)
+    check_writable_dir(spec.storage_path, "--storage-path")
+    if spec.output_json:
+        check_writable_dir(os.path.dirname(spec.output_json), "--output-json's folder")
     if not resume and os.path.isfile(_record_path(spec)):
         raise UserError(f"a sweep named {spec.name!r} already exists in {spec.storage_path}; "
                         f"continue it with --resume or choose another --name")
