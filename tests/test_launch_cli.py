@@ -79,6 +79,7 @@ def space_file(tmp_path, text: str) -> str:
     (["--space", "SPACE:meta_interval: {low: a, high: 3}"], "low must be a number"),
     (["--space", "MISSING"], "does not exist"),
     (["--teacher", "/no/such/model"], "cannot load model"),
+    (["--task-type", "both"], "task_type='both' is not one of: classification, regression"),
     (["--resume"], "--resume needs --name"),
 ])
 def test_bad_input_exits_2_before_anything_starts(extra, message, base_args, tmp_path, capsys):

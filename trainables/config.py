@@ -41,6 +41,8 @@ class DistillConfig:
     data_dir: str | None = _setup(None, help="local data dir laid out as <dir>/<task>/{train,dev}.tsv")
     text_columns: str | None = _setup(None, help="bring-your-own task: text column(s), comma-separated")
     label_column: str | None = _setup(None, help="bring-your-own task: label column")
+    task_type: str | None = _setup(None, choices=["classification", "regression"],
+                                   help="bring-your-own task: how to read the labels (default: inferred)")
     teacher: str = _setup(DEFAULT_TEACHER, help="teacher backbone: HF name or path")
     teachers: str | None = _setup(None, help="multi-teacher: comma-separated fine-tuned teacher paths/names")
     teacher_checkpoint: str | None = _setup(None, help="an already fine-tuned teacher (skips fine-tuning)")

@@ -41,7 +41,7 @@ class Prepared:
 
 
 def load_task(cfg: DistillConfig) -> tuple[TaskSpec, TaskData]:
-    task = get_task(cfg.task, cfg.text_columns, cfg.label_column)
+    task = get_task(cfg.task, cfg.text_columns, cfg.label_column, cfg.task_type)
     data = load_task_data(task, cfg.data_dir, max_train_samples=cfg.max_train_samples,
                           max_eval_samples=cfg.max_eval_samples, quiz_fraction=cfg.quiz_fraction,
                           seed=cfg.seed)

@@ -35,6 +35,8 @@ def teacher_settings(cfg: DistillConfig, seed: int) -> dict:
         "lr": cfg.teacher_finetune_lr, "batch_size": cfg.teacher_batch_size,
         "max_train_samples": cfg.max_train_samples, "max_seq_length": cfg.max_seq_length,
         "quiz_fraction": cfg.quiz_fraction, "data_seed": cfg.seed,
+        # only when given: the cache keys of teachers fine-tuned before the option existed stay valid
+        **({"task_type": cfg.task_type} if cfg.task_type else {}),
     }
 
 
