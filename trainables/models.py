@@ -107,6 +107,17 @@ def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
     return model.to(dtype)
 
 
+def model_depth(name_or_path: str) -> int | None:
+    """``num_hidden_layers`` of a model's config (None when the config has no such field)."""
+    from transformers import AutoConfig
+
+    source = resolve_model(name_or_path)
+    try:
+        return getattr(AutoConfig.from_pretrained(source), "num_hidden_layers", None)
+    except (OSError, ValueError) as err:
+        raise _load_error(source, err) from None
+
+
 def build_student(teacher_backbone: str, student: str | None, layers: int, task: TaskSpec,
                   *, eager: bool = True) -> nn.Module:
     """``student`` if given, else the first ``layers`` layers of ``teacher_backbone``."""

@@ -219,6 +219,7 @@ def prepare(spec: SweepSpec) -> Prepared:
         raise UserError("a grid sweep takes no --space (all other hyperparameters are fixed)")
 
     load_tokenizer(cfg.teacher_checkpoint or cfg.student or cfg.teacher)  # a bad model id fails now
+    _check_student_layers(cfg, None if "student_layers" in fixed else grid, space)
     _, data = load_task(cfg)
     train_rows = len(data.train)
     eval_steps = cfg.eval_steps
@@ -228,6 +229,26 @@ def prepare(spec: SweepSpec) -> Prepared:
         cfg.eval_steps = eval_steps
     return Prepared(spec=spec, base=cfg.to_dict(), space=space, grid=grid,
                     tracking_uri=spec.mlflow_uri, eval_steps=eval_steps, train_rows=train_rows)
+
+
+def _check_student_layers(cfg: DistillConfig, grid: dict[str, list] | None, space) -> None:
+    """The default student is the teacher's first ``student_layers`` layers: every value the
+    sweep can try (base or fixed value, grid, searched range) must fit in the teacher (else each
+    such trial fails after Ray started)."""
+    from optuna.distributions import CategoricalDistribution
+
+    from trainables.models import model_depth
+
+    if cfg.student:
+        return
+    values = {cfg.student_layers, *(grid or {}).get("student_layers", [])}
+    dist = space.searched().get("student_layers") if space is not None else None
+    if dist is not None:
+        values |= set(dist.choices) if isinstance(dist, CategoricalDistribution) else {dist.high}
+    depth = model_depth(cfg.teacher)
+    if depth is not None and max(values) > depth:
+        raise UserError(f"student_layers={max(values)} is more than the {depth} layers of the teacher "
+                        f"{cfg.teacher!r} (valid: 1..{depth})")
 
 
 # ---- the teacher stage ----------------------------------------------------------------------
