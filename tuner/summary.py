@@ -7,7 +7,8 @@ Summary JSON keys: ``sweep``, ``method``, ``task``, ``metric_name`` (the task's 
 ``metrics`` (final metrics), ``error``, ``node_id``, ``path``), ``seeds`` (with ``--seeds``:
 ``seeds``, ``scores``, ``mean``, ``std``), ``mlflow_uri``, ``mlflow_experiment``,
 ``mlflow_experiment_id``, ``mlflow_parent_run_id``, ``storage_dir``, ``ray_address``,
-``wall_seconds``.
+``wall_seconds``; added by the sweep: ``interrupted`` (Ctrl-C left trials UNFINISHED or samples
+not started), ``not_started``, ``resume_command`` (when interrupted).
 """
 
 from __future__ import annotations
