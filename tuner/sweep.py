@@ -561,7 +561,8 @@ def expected_trials(spec: SweepSpec, prep: Prepared) -> int:
 
 def resume_command(spec: SweepSpec) -> str:
     """The command that continues this sweep (printed instead of Ray's ``Tuner.restore`` hint)."""
-    return f"python -m tuner.launch --resume --name {shlex.quote(spec.name)} --storage-path {shlex.quote(spec.storage_path)}"
+    return shlex.join(["python", "-m", "tuner.launch", "--resume", "--name", spec.name,
+                       "--storage-path", spec.storage_path])
 
 
 def _parent_params(prep: Prepared, spec: SweepSpec) -> dict[str, Any]:
