@@ -159,20 +159,24 @@ class DistillConfig:
 _INTERVAL = re.compile(r"^([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])$")
 
 
-def check_bounds(name: str, value: float, bounds: str) -> None:
-    """A UserError unless ``value`` lies in the interval ``bounds`` (``"(0, 1]"``, ``"[0, inf)"``)."""
+def parse_bounds(bounds: str) -> tuple[float, float, bool, bool]:
+    """``"(0, 1]"`` -> ``(low, high, low_open, high_open)`` = ``(0.0, 1.0, True, False)``."""
     m = _INTERVAL.match(bounds)
     if m is None:
-        raise ValueError(f"bad bounds {bounds!r} of {name}")
-    low, high = float(m.group(2)), float(m.group(3))
-    ok = ((low < value if m.group(1) == "(" else low <= value)
-          and (value < high if m.group(4) == ")" else value <= high))
-    if not ok:
-        if math.isinf(high):
-            rule = f"{'>' if m.group(1) == '(' else '>='} {m.group(2)}"
-        else:
-            rule = f"in {bounds}"
-        raise UserError(f"{name} must be {rule}, got {value}")
+        raise ValueError(f"bad bounds {bounds!r}; expected an interval such as '[0, 1]' or '(0, inf)'")
+    return float(m.group(2)), float(m.group(3)), m.group(1) == "(", m.group(4) == ")"
+
+
+def check_bounds(name: str, value: float, bounds: str) -> None:
+    """A UserError unless ``value`` lies in the interval ``bounds`` (``"(0, 1]"``, ``"[0, inf)"``)."""
+    low, high, low_open, high_open = parse_bounds(bounds)
+    if (low < value if low_open else low <= value) and (value < high if high_open else value <= high):
+        return
+    if math.isinf(high):
+        rule = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        rule = f"in {bounds}"
+    raise UserError(f"{name} must be {rule}, got {value}")
 
 
 def _fields() -> dict[str, dataclasses.Field]:
