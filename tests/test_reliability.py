@@ -114,9 +114,12 @@ def saved_statuses(experiment_dir) -> dict[str, str]:
 
 
 def assert_resumable_trials_keep_their_engine_states(summary: dict, experiment_dir) -> None:
+    """Every trial Ray's saved state would continue, and that has checkpoints (a pending one has
+    none), still has an engine state to continue from."""
     saved = saved_statuses(experiment_dir)
     for trial in summary["trials"]:
-        if saved[trial["trial_id"]] not in ("TERMINATED", "ERROR"):
+        checkpoints = glob.glob(os.path.join(trial["path"], "checkpoint_*"))
+        if saved[trial["trial_id"]] not in ("TERMINATED", "ERROR") and checkpoints:
             assert glob.glob(os.path.join(trial["path"], "checkpoint_*", "engine_state.pt")), trial["trial_id"]
 
 
