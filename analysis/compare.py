@@ -33,7 +33,7 @@ import pandas as pd
 from analysis import plots
 from analysis.store import Store, metric_column, score_column, task_metrics
 from trainables.config import HPARAMS
-from trainables.errors import UserError, exit_on_user_error
+from trainables.errors import UserError, check_writable_dir, exit_on_user_error
 
 #: setup fields that make two runs different configurations (besides the hyperparameters)
 CONFIG_SETUP_KEYS = ("teacher", "teachers", "teacher_checkpoint", "student", "max_train_samples",
@@ -206,11 +206,12 @@ def split_list(text: str | None) -> list[str] | None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = build_parser().parse_args(argv)
+    out_dir = check_writable_dir(args.out or os.path.join("reports", args.task), "--out")
     store = Store(args.mlflow_uri, args.experiment)
     runs = store.runs(args.task, method=split_list(args.methods), sweep=args.sweep,
                       exclude_studies=not args.include_studies)
     table = compare_table(runs, args.task)
-    out = write_outputs(table, args.out or os.path.join("reports", args.task), task=args.task,
+    out = write_outputs(table, out_dir, task=args.task,
                         experiment=store.experiment, uri=store.uri)
     print(out["markdown"])
     print("\nwrote " + ", ".join(out["paths"].values()))

@@ -50,7 +50,8 @@ from analysis.compare import format_count, split_list
 from analysis.store import (DEFAULT_EXPERIMENT, TAG_ROLE, TAG_STUDY, TAG_TASK, Store, best_hparams,
                             score_column, task_metrics)
 from trainables.config import DistillConfig, parse_assignments
-from trainables.errors import UserError, choice_error, exit_on_user_error
+from trainables.errors import UserError, check_writable_dir, choice_error, exit_on_user_error
+from tuner.tracking import check_tracking_uri, resolve_tracking_uri
 
 
 @dataclass(frozen=True)
@@ -317,10 +318,12 @@ def main(argv: list[str] | None = None) -> dict:
     study = get_study(args.study)
     values = parse_values(study, args.values)
     methods = split_list(args.methods)
-    out_dir = args.out or os.path.join("reports", args.task)
+    out_dir = check_writable_dir(args.out or os.path.join("reports", args.task), "--out")
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
 
+    if not args.from_mlflow:  # the sweeps log there: it must work before any starts
+        check_tracking_uri(resolve_tracking_uri(args.mlflow_uri))
     if args.from_mlflow:
         store = Store(args.mlflow_uri, args.experiment)
         points = recorded_study(store, study, args.task, methods, values)

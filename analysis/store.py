@@ -34,7 +34,7 @@ from trainables.errors import UserError
 from tuner.tracking import (ARTIFACT_STEP_LOGS, DEFAULT_EXPERIMENT, ROLE_SWEEP, ROLE_TRIAL,  # noqa: F401
                             STATUS_ERROR, TAG_ERROR, TAG_METHOD, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN,
                             TAG_STATUS, TAG_STUDY, TAG_SWEEP, TAG_TASK, TAG_TRIAL_ID,
-                            resolve_tracking_uri)
+                            check_tracking_uri, resolve_tracking_uri)
 
 # ---- the tracking schema: the names tuner.tracking writes ---------------------------------------
 
@@ -172,7 +172,9 @@ class Store:
         self.uri = normalise_uri(tracking_uri)
         self.experiment = experiment or DEFAULT_EXPERIMENT
         path = _local_store_path(self.uri)
-        if path is not None and not os.path.exists(path):
+        if path is None:  # a server or database: it must answer now (MLflow would retry for minutes)
+            check_tracking_uri(self.uri)
+        elif not os.path.exists(path):
             raise UserError(f"no MLflow store at {self.uri} ({path} does not exist); pass --mlflow-uri "
                             "with the tracking URI the sweeps logged to")
         self.client = MlflowClient(tracking_uri=self.uri)

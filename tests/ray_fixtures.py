@@ -15,14 +15,19 @@ TINY_RUN = {"task": "sst2", "teacher_epochs": 1, "max_train_samples": 48, "max_e
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A local Ray instance (2 CPUs, no dashboard) shared by every test that sweeps; yields its
-    address so subprocess drivers can join it."""
+    """A private local Ray instance (2 CPUs, no dashboard; never another process's instance)
+    shared by every test that sweeps; yields its address so subprocess drivers can join it."""
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # workers import the project from this checkout, also for drivers in other processes that join
+    # this instance with --address (Ray adds only each driver's cwd; an editable install of another
+    # checkout would win otherwise)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     if started:
         ray.shutdown()

@@ -180,3 +180,23 @@ def test_dynamics_without_curves_is_a_clear_error(filled, tmp_path, capsys):
         dynamics.main(["--mlflow-uri", f.uri])
     assert "give either --run-id ID, or --method M" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("foo://bar", "unsupported MLflow tracking URI 'foo://bar'"),
+    ("http://127.0.0.1:1", "MLflow tracking server http://127.0.0.1:1 is unreachable"),
+])
+def test_a_bad_tracking_uri_is_one_line_at_once(uri, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        compare.main(["--task", "sst2", "--mlflow-uri", uri, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_an_unwritable_out_folder(filled, tmp_path, capsys):
+    f, _ = filled
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        compare.main(["--task", "sst2", "--mlflow-uri", f.uri, "--out", str(tmp_path / "file" / "x")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err == f"error: --out {tmp_path / 'file' / 'x'} is not a writable folder ({tmp_path / 'file'} is a file)\n"

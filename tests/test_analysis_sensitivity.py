@@ -111,3 +111,16 @@ def test_study_config_takes_the_best_recorded_trial_then_cli(filled):
     assert (cfg.alpha, cfg.student_lr, cfg.epochs, cfg.seed) == (0.6, 7e-5, 1, 7)
     cfg, source = study_config(_args(), "metadistil", store, study)  # only study runs: defaults
     assert source == "defaults" and cfg.alpha == 0.5 and cfg.method == "metadistil"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--from-mlflow", "--mlflow-uri", "foo://bar"], "unsupported MLflow tracking URI 'foo://bar'"),
+    (["--mlflow-uri", "http://127.0.0.1:1"], "MLflow tracking server http://127.0.0.1:1 is unreachable"),
+    (["--from-mlflow", "--out", "/proc/distill-out"], "--out /proc/distill-out is not a writable folder"),
+])
+def test_bad_store_or_out_is_one_line_before_anything_runs(extra, message, tmp_path, capsys):
+    argv = ["--study", "temperature", "--out", str(tmp_path / "out"), *extra]
+    with pytest.raises(SystemExit) as exc:
+        sensitivity.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err

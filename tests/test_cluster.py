@@ -57,3 +57,24 @@ def test_trials_of_one_sweep_spread_over_the_nodes(two_node_cluster, tiny_config
     parent = [r for r in runs if r.data.tags[tracking.TAG_ROLE] == tracking.ROLE_SWEEP][0]
     assert all(r.data.tags[tracking.TAG_PARENT] == parent.info.run_id for r in trials)
 
+
+
+def test_without_address_a_sweep_starts_its_own_ray_and_never_joins_a_running_one(tmp_path):
+    """Another Ray instance runs on the machine and RAY_ADDRESS points at it (as after `ray start
+    --head`): a driver without --address still gets a private local instance."""
+    from ray.cluster_utils import Cluster
+
+    other = Cluster(initialize_head=True, connect=False,
+                    head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        code = ("from tuner import cluster\n"
+                "with cluster.connect(None) as conn:\n"
+                "    print(conn['address'], conn['started'])\n")
+        done = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
+                              timeout=180, env={**os.environ, "PYTHONPATH": REPO, "RAY_ADDRESS": other.address})
+        assert done.returncode == 0, done.stderr[-3000:]
+        address, started = done.stdout.split()[-2:]
+        assert started == "True" and address != other.address
+        assert len(other.list_all_nodes()) == 1
+    finally:
+        other.shutdown()

@@ -29,7 +29,7 @@ def test_bad_set_values_name_the_value_and_choices(item, pattern):
 
 
 def test_ranges_and_unknown_keys_are_checked():
-    with pytest.raises(UserError, match="student_lr must be > 0"):
+    with pytest.raises(UserError, match=r"student_lr must be in \(0, 1\], got 0"):
         DistillConfig(student_lr=0)
     with pytest.raises(UserError, match="noise_prob"):
         DistillConfig(noise_prob=1.5)

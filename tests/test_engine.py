@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from trainables.config import DistillConfig
-from trainables.engine import NonFiniteLossError
+from trainables.engine import CHECKPOINT_FILE, NonFiniteLossError
 from trainables.experiment import prepare, run
+from trainables.methods import METHODS
 from trainables.methods.kd import KD
 from trainables.models import build_student, load_classifier, packaged_minilm_path
 from trainables.tasks import TASKS
@@ -96,6 +97,9 @@ def test_resume_from_checkpoint_reproduces_an_uninterrupted_run(data_dir, tiny_b
 
     first.fit(report=report)
     assert saved
+    # tensors and plain containers only: loading runs no pickled code
+    state = torch.load(str(tmp_path / "ckpt" / CHECKPOINT_FILE), weights_only=True)
+    assert state["step"] == saved[0] and isinstance(state["result"], dict)
     resumed = prepare(cfg, teacher_paths=[tiny_bert]).engine
     result = resumed.fit(resume_from=str(tmp_path / "ckpt"))
     assert len(result.losses) == straight.total_steps
@@ -182,3 +186,23 @@ def test_meta_run_saves_every_meta_learned_teacher(data_dir, tiny_bert, tiny_ber
         before = load_classifier(original, task).bert.embeddings.word_embeddings.weight
         after = load_classifier(saved, task).bert.embeddings.word_embeddings.weight
         assert before.shape == after.shape and not torch.equal(before, after)  # meta-updated
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_checkpoints_tensors_and_plain_containers_only(method, data_dir, tiny_bert, tmp_path):
+    """Each method's engine state (its own state, optimisers, RNGs, result, pending logs) loads
+    with ``weights_only=True`` and restores the step and the results so far."""
+    cfg = _cfg(data_dir, tiny_bert, method=method, epochs=1, max_train_samples=32, eval_steps=1)
+    engine = prepare(cfg, teacher_paths=[tiny_bert]).engine
+    saved = []
+
+    def report(metrics, save_checkpoint):
+        if not saved:
+            save_checkpoint(str(tmp_path / "ckpt"))
+            saved.append(metrics["step"])
+
+    engine.fit(report=report)
+    state = torch.load(str(tmp_path / "ckpt" / CHECKPOINT_FILE), weights_only=True)
+    again = prepare(cfg, teacher_paths=[tiny_bert]).engine
+    again.load_state_dict(state)
+    assert again.step == saved[0] and len(again.result.history) == 1

@@ -79,6 +79,7 @@ def space_file(tmp_path, text: str) -> str:
     (["--space", "SPACE:meta_interval: {low: a, high: 3}"], "low must be a number"),
     (["--space", "MISSING"], "does not exist"),
     (["--teacher", "/no/such/model"], "cannot load model"),
+    (["--task-type", "both"], "task_type='both' is not one of: classification, regression"),
     (["--resume"], "--resume needs --name"),
 ])
 def test_bad_input_exits_2_before_anything_starts(extra, message, base_args, tmp_path, capsys):
@@ -116,3 +117,51 @@ def test_a_name_in_use_needs_resume(base_args, tmp_path, capsys):
     (tmp_path / "store" / "bad").mkdir(parents=True)
     (tmp_path / "store" / "bad" / "distill_sweep.json").write_text("{}")
     assert "already exists" in fails(base_args, capsys)
+
+
+@pytest.mark.parametrize("where", ["/proc/distill-store", "FILE/store", "/sys/distill-store"])
+def test_an_unwritable_storage_path(where, base_args, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    where = where.replace("FILE", str(tmp_path / "file"))
+    args = list(base_args)
+    args[args.index("--storage-path") + 1] = where
+    line = fails(args, capsys)
+    assert line.startswith(f"error: --storage-path {where} is not a writable folder")
+
+
+@pytest.mark.parametrize("text", ['{"spec": {"method": "kd", "con', "[]", '{"parent_run_id": "x"}'])
+def test_resume_with_a_corrupt_record(text, tmp_path, capsys):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "distill_sweep.json").write_text(text)
+    line = fails(["--resume", "--name", "broken", "--storage-path", str(tmp_path)], capsys)
+    assert f"cannot resume from {tmp_path / 'broken' / 'distill_sweep.json'}: the sweep record is corrupt" in line
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "alpha=1.5"], "alpha must be in [0, 1], got 1.5"),
+    (["--set", "beta=-1"], "beta must be >= 0, got -1.0"),
+    (["--set", "weight_decay=-0.01"], "weight_decay must be >= 0"),
+    (["--set", "max_grad_norm=-1"], "max_grad_norm must be >= 0"),
+    (["--set", "lr_warmup_ratio=2"], "lr_warmup_ratio must be in [0, 1]"),
+    (["--set", "inner_lr=0"], "inner_lr must be in (0, 1], got 0.0"),
+    (["--set", "teacher_lr=5"], "teacher_lr must be in (0, 1], got 5.0"),
+    (["--space", "SPACE:alpha: {low: 0.5, high: 2.0}"], "alpha must be in [0, 1], got 2.0"),
+    (["--space", "SPACE:student_lr: {low: 1.0e-5, high: 3.0, log: true}"], "student_lr must be in (0, 1], got 3.0"),
+    (["--student-layers", "3"], "student_layers=3 is more than the 2 layers of the teacher"),
+    (["--grid", "student_layers=1,5"], "student_layers=5 is more than the 2 layers of the teacher"),
+    (["--space", "SPACE:student_layers: {low: 1, high: 4}"], "student_layers=4 is more than the 2 layers"),
+])
+def test_hyperparameters_out_of_range_exit_2_before_ray_starts(extra, message, base_args, tmp_path, capsys,
+                                                                monkeypatch):
+    from tuner import cluster
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started before the hyperparameters were checked")
+
+    monkeypatch.setattr(cluster, "connect", no_ray)
+    args = list(base_args)
+    if "student_layers" in " ".join(extra):  # not fixed by the tiny run's --student-layers 1
+        del args[args.index("--student-layers"):args.index("--student-layers") + 2]
+    extra = [space_file(tmp_path, e[len("SPACE:"):]) if e.startswith("SPACE:") else e for e in extra]
+    assert message in fails(args + extra, capsys)
+    assert not (tmp_path / "store" / "bad").exists()

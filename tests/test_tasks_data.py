@@ -344,3 +344,24 @@ def test_shuffled_loader_is_seeded(raw, minilm_tokenizer):
 
     assert order(0) == order(0)
     assert order(0) != order(1)
+
+
+def test_byo_numeric_labels_with_a_non_numeric_value_ask_for_the_task_type(tmp_path):
+    write(tmp_path / "train.tsv", tsv([("t", "y"), ("a", "0.5"), ("b", "1.25"), ("c", "n/a"), ("d", "2.0")]))
+    write(tmp_path / "dev.tsv", tsv([("t", "y"), ("e", "1.5")]))
+    with raises_user_error("numeric except at 1 data row(s): 3 ('n/a')", "--task-type classification"):
+        get_task(str(tmp_path), text_columns="t", label_column="y")
+    with raises_user_error("numeric except at 1 data row(s): 3 ('n/a')"):
+        get_task(str(tmp_path), text_columns="t", label_column="y", task_type="regression")
+    task = get_task(str(tmp_path), text_columns="t", label_column="y", task_type="classification")
+    assert task.labels == ("0.5", "1.25", "2", "n/a") and not task.is_regression
+
+
+def test_byo_task_type_overrides_the_inferred_one(tmp_path):
+    write(tmp_path / "train.tsv", tsv([("t", "y"), ("a", "1"), ("b", "2"), ("c", "3")]))
+    write(tmp_path / "dev.tsv", tsv([("t", "y"), ("d", "2")]))
+    assert get_task(str(tmp_path), text_columns="t", label_column="y").labels == ("1", "2", "3")
+    task = get_task(str(tmp_path), text_columns="t", label_column="y", task_type="regression")
+    assert task.is_regression and load_splits(task, None)["train"]["labels"] == [1.0, 2.0, 3.0]
+    with raises_user_error("task_type='regression' does not apply to table task 'sst2'"):
+        get_task("sst2", task_type="regression")

@@ -14,7 +14,9 @@ groups (field metadata ``group``):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,8 +27,11 @@ from trainables.errors import UserError
 DEFAULT_TEACHER = "all-MiniLM-L6-v2"
 
 
-def _hp(default, choices=None, help=""):
-    return field(default=default, metadata={"group": "hparam", "choices": choices, "help": help})
+def _hp(default, choices=None, help="", bounds=None):
+    """A hyperparameter field; ``bounds`` is its valid interval (``"[0, 1]"``, ``"(0, inf)"``;
+    None allowed where the default is None), checked by DistillConfig and so by --set and --space."""
+    return field(default=default, metadata={"group": "hparam", "choices": choices, "help": help,
+                                            "bounds": bounds})
 
 
 def _setup(default, choices=None, help=""):
@@ -41,6 +46,8 @@ class DistillConfig:
     data_dir: str | None = _setup(None, help="local data dir laid out as <dir>/<task>/{train,dev}.tsv")
     text_columns: str | None = _setup(None, help="bring-your-own task: text column(s), comma-separated")
     label_column: str | None = _setup(None, help="bring-your-own task: label column")
+    task_type: str | None = _setup(None, choices=["classification", "regression"],
+                                   help="bring-your-own task: how to read the labels (default: inferred)")
     teacher: str = _setup(DEFAULT_TEACHER, help="teacher backbone: HF name or path")
     teachers: str | None = _setup(None, help="multi-teacher: comma-separated fine-tuned teacher paths/names")
     teacher_checkpoint: str | None = _setup(None, help="an already fine-tuned teacher (skips fine-tuning)")
@@ -70,12 +77,12 @@ class DistillConfig:
                                                    "training rows once and read them instead of running them")
 
     # ---- hyperparameters ------------------------------------------------------------------
-    student_lr: float = _hp(1e-4, help="student learning rate (lambda)")
-    teacher_lr: float = _hp(1e-5, help="teacher learning rate (mu) for methods whose teacher learns")
-    inner_lr: float | None = _hp(None, help="lr of the experimental (pilot) student step; default student_lr")
-    alpha: float = _hp(0.5, help="weight of the distillation term")
-    beta: float | None = _hp(None, help="pkd: hidden-state loss weight; meta-adaptive-kd: task-loss weight")
-    temperature: float = _hp(2.0, help="softmax temperature T")
+    student_lr: float = _hp(1e-4, help="student learning rate (lambda)", bounds="(0, 1]")
+    teacher_lr: float = _hp(1e-5, help="teacher learning rate (mu) for methods whose teacher learns", bounds="(0, 1]")
+    inner_lr: float | None = _hp(None, help="lr of the experimental (pilot) student step; default student_lr", bounds="(0, 1]")
+    alpha: float = _hp(0.5, help="weight of the distillation term", bounds="[0, 1]")
+    beta: float | None = _hp(None, help="pkd: hidden-state loss weight; meta-adaptive-kd: task-loss weight", bounds="[0, inf)")
+    temperature: float = _hp(2.0, help="softmax temperature T", bounds="(0, inf)")
     batch_size: int = _hp(32)
     epochs: int = _hp(3)
     seed: int = _hp(42)
@@ -97,14 +104,15 @@ class DistillConfig:
     num_quiz_batches: int = _hp(1)
     num_inner_batches: int = _hp(1, help="meta-adaptive-kd: inner mini-batches per meta step")
     adaptive_lr: float = _hp(100.0, help="meta-adaptive-kd: SGD lr of the loss weights alpha/beta (their "
-                             "meta-gradient is ~inner_lr x a gradient dot product, hence the large lr)")
-    noise_prob: float = _hp(0.0, help="probability of replacing a token by noise")
+                             "meta-gradient is ~inner_lr x a gradient dot product, hence the large lr)",
+                             bounds="(0, 1e6]")
+    noise_prob: float = _hp(0.0, help="probability of replacing a token by noise", bounds="[0, 1]")
     noise_token: str = _hp("mask", choices=["mask", "unk", "random"])
     warmup_epochs: int = _hp(0, help="epochs of task-only student training before distillation")
     num_teachers: int = _hp(1, help="teachers fine-tuned with different seeds (multi-teacher)")
-    lr_warmup_ratio: float = _hp(0.1, help="fraction of steps of linear lr warm-up")
-    weight_decay: float = _hp(0.01)
-    max_grad_norm: float = _hp(1.0)
+    lr_warmup_ratio: float = _hp(0.1, help="fraction of steps of linear lr warm-up", bounds="[0, 1]")
+    weight_decay: float = _hp(0.01, bounds="[0, inf)")
+    max_grad_norm: float = _hp(1.0, bounds="[0, inf)")
 
     # ---------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -113,15 +121,13 @@ class DistillConfig:
         self._absolutise_paths()
         for f in dataclasses.fields(self):
             setattr(self, f.name, coerce(f, getattr(self, f.name)))
-        for name in ("student_lr", "teacher_lr", "temperature"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        for f in dataclasses.fields(self):
+            if f.metadata.get("bounds") and getattr(self, f.name) is not None:
+                check_bounds(f.name, getattr(self, f.name), f.metadata["bounds"])
         for name in ("batch_size", "epochs", "student_layers", "max_seq_length", "meta_interval",
                      "num_quiz_batches", "num_inner_batches", "num_teachers"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.noise_prob <= 1.0:
-            raise UserError(f"noise_prob must be in [0, 1], got {self.noise_prob}")
         if not 0.0 < self.quiz_fraction < 1.0:
             raise UserError(f"quiz_fraction must be in (0, 1), got {self.quiz_fraction}")
 
@@ -166,6 +172,29 @@ class DistillConfig:
 
 
 # ---- field introspection and typed parsing ----------------------------------------------------
+
+_INTERVAL = re.compile(r"^([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])$")
+
+
+def parse_bounds(bounds: str) -> tuple[float, float, bool, bool]:
+    """``"(0, 1]"`` -> ``(low, high, low_open, high_open)`` = ``(0.0, 1.0, True, False)``."""
+    m = _INTERVAL.match(bounds)
+    if m is None:
+        raise ValueError(f"bad bounds {bounds!r}; expected an interval such as '[0, 1]' or '(0, inf)'")
+    return float(m.group(2)), float(m.group(3)), m.group(1) == "(", m.group(4) == ")"
+
+
+def check_bounds(name: str, value: float, bounds: str) -> None:
+    """A UserError unless ``value`` lies in the interval ``bounds`` (``"(0, 1]"``, ``"[0, inf)"``)."""
+    low, high, low_open, high_open = parse_bounds(bounds)
+    if (low < value if low_open else low <= value) and (value < high if high_open else value <= high):
+        return
+    if math.isinf(high):
+        rule = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        rule = f"in {bounds}"
+    raise UserError(f"{name} must be {rule}, got {value}")
+
 
 def _fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(DistillConfig)}

@@ -10,6 +10,7 @@ only supplies ``step``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import random
@@ -66,6 +67,26 @@ class Loaders:
     dev: DataLoader
     quiz: DataLoader | None = None
     test: DataLoader | None = None    # a labelled test split: scored once, after training
+
+
+def _rng_state() -> dict:
+    """torch's, numpy's and Python's RNG states as tensors and plain containers (what
+    ``torch.load(weights_only=True)`` reads)."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "python": {"version": version, "internal": list(internal), "gauss": gauss}}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
 
 
 @dataclass
@@ -152,10 +173,9 @@ class Engine:
             "method": m.state_dict(),
             "best": self.best,
             "best_student": self.best_student,
-            "result": self.result,
+            "result": dataclasses.asdict(self.result),
             "pending": self._pending,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate()},
+            "rng": _rng_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -170,18 +190,18 @@ class Engine:
             m.teacher_opt.load_state_dict(state["teacher_opt"])
         m.load_state_dict(state["method"])
         self.best, self.best_student = state["best"], state["best_student"]
-        self.result, self._pending = state["result"], state["pending"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        self.result, self._pending = TrainResult(**state["result"]), state["pending"]
+        _set_rng_state(state["rng"])
 
     def save_checkpoint(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
         torch.save(self.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
 
     def load_checkpoint(self, directory: str) -> None:
+        """Load an engine state; ``weights_only``: a checkpoint holds only tensors and plain
+        containers, so loading one runs no pickled code."""
         state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=self.device,
-                           weights_only=False)
+                           weights_only=True)
         self.load_state_dict(state)
 
     # ---- the loop ------------------------------------------------------------------------

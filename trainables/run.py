@@ -30,6 +30,9 @@ def add_model_and_data_args(parser: argparse.ArgumentParser, *, several_tasks: b
                         help="local data dir <dir>/<task>/{train,dev}.tsv (default: $TUNER_DATA_DIR)")
     parser.add_argument("--text-columns", default=None, help="bring-your-own task: text column(s) a[,b]")
     parser.add_argument("--label-column", default=None, help="bring-your-own task: label column")
+    parser.add_argument("--task-type", default=None,
+                        help=f"bring-your-own task: {' or '.join(field_choices('task_type'))} (how to read "
+                             "the labels; default: inferred from them)")
     parser.add_argument("--teacher", default=DEFAULT_TEACHER, help="teacher backbone (HF name or path)")
     parser.add_argument("--teachers", default=None, help="several fine-tuned teachers, comma-separated")
     parser.add_argument("--teacher-checkpoint", default=None, help="an already fine-tuned teacher")
@@ -56,7 +59,7 @@ def add_model_and_data_args(parser: argparse.ArgumentParser, *, several_tasks: b
 
 
 #: CLI option -> config field, for options that are plain copies
-_OPTION_FIELDS = ("task", "data_dir", "text_columns", "label_column", "teacher", "teachers",
+_OPTION_FIELDS = ("task", "data_dir", "text_columns", "label_column", "task_type", "teacher", "teachers",
                   "teacher_checkpoint", "student", "max_train_samples", "max_eval_samples",
                   "max_seq_length", "epochs", "batch_size", "teacher_epochs", "eval_steps",
                   "method", "device", "bf16", "output_dir", "cache_dir", "eval_teacher", "quiz_fraction",

@@ -125,18 +125,22 @@ def label_key(value: object) -> str:
 # ---- lookup ---------------------------------------------------------------------------------------
 
 def get_task(name_or_path: str, text_columns: str | None = None,
-             label_column: str | None = None) -> TaskSpec:
+             label_column: str | None = None, task_type: str | None = None) -> TaskSpec:
     """A task of the table by name (case-insensitive), or a bring-your-own task from a folder.
 
     Table names win over a folder of the same name (write ``./sst2`` for the folder).
-    ``text_columns`` ("a" or "a,b") and ``label_column`` are for bring-your-own folders only.
+    ``text_columns`` ("a" or "a,b"), ``label_column`` and ``task_type`` (classification |
+    regression; default inferred from the labels) are for bring-your-own folders only.
     """
     task = TASKS.get(name_or_path.strip().lower())
     if task is not None:
         _check_table_columns(task, text_columns, label_column)
+        if task_type and task_type != ("regression" if task.is_regression else "classification"):
+            raise UserError(f"task_type={task_type!r} does not apply to table task {task.name!r}; "
+                            "task_type is for bring-your-own folders")
         return task
     if os.path.isdir(name_or_path):
-        return _byo_task(name_or_path, text_columns, label_column)
+        return _byo_task(name_or_path, text_columns, label_column, task_type)
     raise UserError(f"unknown task {name_or_path!r}; valid: {', '.join(TASKS)}, or the path of a folder "
                     "holding train.* and dev.* files (.tsv, .csv, .jsonl)")
 
@@ -154,7 +158,8 @@ def _split_columns(text_columns: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text_columns.split(",") if c.strip())
 
 
-def _byo_task(folder: str, text_columns: str | None, label_column: str | None) -> TaskSpec:
+def _byo_task(folder: str, text_columns: str | None, label_column: str | None,
+              task_type: str | None = None) -> TaskSpec:
     # data reads files and imports this module, hence the local import
     from trainables import data
 
@@ -168,26 +173,41 @@ def _byo_task(folder: str, text_columns: str | None, label_column: str | None) -
     data.find_split_file(folder, "dev")
     train = data.read_table(train_file)
     data.require_columns(train, (*columns, label_column), train_file)
-    labels = infer_labels(train.select_columns([label_column])[:][label_column], train_file)
+    labels = infer_labels(train.select_columns([label_column])[:][label_column], train_file, task_type)
     kind = "regression" if labels is None else "binary" if len(labels) == 2 else "multiclass"
     metrics, primary = BYO_METRICS[kind]
     name = os.path.basename(os.path.normpath(folder))
     return TaskSpec(name, columns, label_column, labels, metrics, primary, path=os.path.abspath(folder))
 
 
-def infer_labels(values: list, source: str) -> tuple[str, ...] | None:
+TASK_TYPES = ("classification", "regression")
+
+
+def infer_labels(values: list, source: str, task_type: str | None = None) -> tuple[str, ...] | None:
     """Label set of a training file's label column, or None for regression.
 
-    Regression when every value is a number and at least one is not an integer. Otherwise the
-    sorted unique :func:`label_key` values: numerically when all are integers, else as strings.
+    ``task_type`` None infers it: regression when every value is a number and at least one is not
+    an integer; classification when none is a number or all are integers; a column of numbers
+    with some non-numeric values is an error that lists them and asks for ``--task-type``.
+    Class labels are the sorted unique :func:`label_key` values: numerically when all are
+    integers, else as strings.
     """
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise UserError(f"unknown task type {task_type!r}; valid: {', '.join(TASK_TYPES)}")
     missing = [i for i, v in enumerate(values) if v is None or str(v).strip() == ""]
     if missing:
         raise UserError(f"empty label at data row {missing[0] + 1} of {source}")
     numbers = [as_number(v) for v in values]
-    if all(n is not None for n in numbers):
-        if not all(n.is_integer() for n in numbers):
-            return None
+    odd = [i for i, n in enumerate(numbers) if n is None]
+    if odd and (task_type == "regression" or (task_type is None and len(odd) < len(values))):
+        shown = ", ".join(f"{i + 1} ({values[i]!r})" for i in odd[:5]) + (", ..." if len(odd) > 5 else "")
+        raise UserError(f"the label column of {source} is numeric except at {len(odd)} data row(s): {shown}; "
+                        f"fix those rows for --task-type regression, or pass --task-type classification "
+                        f"to read every value as a class")
+    if task_type == "regression" or (task_type is None and not odd
+                                      and not all(n.is_integer() for n in numbers)):
+        return None
+    if not odd and all(n.is_integer() for n in numbers):
         labels = tuple(str(n) for n in sorted({int(n) for n in numbers}))
     else:
         labels = tuple(sorted({label_key(v) for v in values}))

@@ -37,6 +37,8 @@ def teacher_settings(cfg: DistillConfig, seed: int) -> dict:
         "lr": cfg.teacher_finetune_lr, "batch_size": cfg.teacher_batch_size,
         "max_train_samples": cfg.max_train_samples, "max_seq_length": cfg.max_seq_length,
         "quiz_fraction": cfg.quiz_fraction, "data_seed": cfg.data_seed,
+        # only when given: the cache keys of teachers fine-tuned before the option existed stay valid
+        **({"task_type": cfg.task_type} if cfg.task_type else {}),
     }
 
 
@@ -53,32 +55,48 @@ def is_fine_tuned(path: str) -> bool:
 
 def finetune_teacher(cfg: DistillConfig, seed: int, *, progress: bool = False,
                      trainer: Callable[[DistillConfig, str], dict] | None = None) -> str:
-    """Fine-tune ``cfg.teacher`` on the task (seed ``seed``) unless cached; return its path."""
+    """Fine-tune ``cfg.teacher`` on the task (seed ``seed``) unless cached; return its path.
+    A cached teacher is read without a lock, so a read-only (or shared) cache works."""
     from filelock import FileLock
 
     path = teacher_cache_path(cfg, seed)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with FileLock(path + ".lock"):
-        if is_fine_tuned(path):
-            return path
-        stage = cfg.replace(
-            method="finetune", student=cfg.teacher, teacher_checkpoint=None, teachers=None,
-            epochs=cfg.teacher_epochs, student_lr=cfg.teacher_finetune_lr, seed=seed,
-            batch_size=cfg.teacher_batch_size, warmup_epochs=0, noise_prob=0.0, eval_steps=0,
-            output_dir=None, eval_teacher=False, select="best-dev",
-            # the teacher never sees a quiz row: the meta methods' quiz set stays unseen data
-            quiz_policy="all-methods")
-        if trainer is None:
-            from trainables.experiment import train_and_save
-
-            trainer = lambda c, out: train_and_save(c, out, progress=progress)  # noqa: E731
-        metrics = trainer(stage, path)
-        info = {"settings": teacher_settings(cfg, seed),
-                "dev_metrics": {k: v for k, v in metrics.items() if not k.startswith("test_")},
-                "test_metrics": {k: v for k, v in metrics.items() if k.startswith("test_")}}
-        with open(os.path.join(path, INFO_FILE), "w") as fh:
-            json.dump(info, fh, indent=2)
+    if is_fine_tuned(path):
+        return path
+    lock = FileLock(path + ".lock")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        raise UserError(f"the teacher cache {os.path.dirname(path)} has no fine-tuned teacher for these "
+                        f"settings and is not writable ({err.strerror or err}); point --cache-dir (or "
+                        f"TUNER_CACHE_DIR) at a writable folder") from None
+    try:
+        if not is_fine_tuned(path):  # another process may have fine-tuned it while we waited
+            _fine_tune(cfg, seed, path, progress, trainer)
+    finally:
+        lock.release()
     return path
+
+
+def _fine_tune(cfg: DistillConfig, seed: int, path: str, progress: bool,
+               trainer: Callable[[DistillConfig, str], dict] | None) -> None:
+    stage = cfg.replace(
+        method="finetune", student=cfg.teacher, teacher_checkpoint=None, teachers=None,
+        epochs=cfg.teacher_epochs, student_lr=cfg.teacher_finetune_lr, seed=seed,
+        batch_size=cfg.teacher_batch_size, warmup_epochs=0, noise_prob=0.0, eval_steps=0,
+        output_dir=None, eval_teacher=False, select="best-dev",
+        # the teacher never sees a quiz row: the meta methods' quiz set stays unseen data
+        quiz_policy="all-methods")
+    if trainer is None:
+        from trainables.experiment import train_and_save
+
+        trainer = lambda c, out: train_and_save(c, out, progress=progress)  # noqa: E731
+    metrics = trainer(stage, path)
+    info = {"settings": teacher_settings(cfg, seed),
+            "dev_metrics": {k: v for k, v in metrics.items() if not k.startswith("test_")},
+            "test_metrics": {k: v for k, v in metrics.items() if k.startswith("test_")}}
+    with open(os.path.join(path, INFO_FILE), "w") as fh:
+        json.dump(info, fh, indent=2)
 
 
 def resolve_teachers(cfg: DistillConfig, *, progress: bool = False) -> list[str]:

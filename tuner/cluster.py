@@ -1,6 +1,8 @@
 """Connecting to Ray (a local instance or an existing cluster) and checking what it offers.
 
-* ``--address`` unset: a local Ray instance with this machine's CPUs/GPUs (no dashboard).
+* ``--address`` unset: a private local Ray instance with this machine's CPUs/GPUs (no
+  dashboard), started by this process even when another Ray instance runs on the machine or
+  ``RAY_ADDRESS`` is set (``ray.init(address="local")``): a sweep never joins a cluster by accident.
 * ``--address auto`` / ``HOST:PORT`` / ``ray://HOST:PORT``: an existing cluster (``ray start
   --head`` ...); a HOST:PORT that does not answer is a one-line error, not a long hang.
 * A process already connected to Ray (tests, notebooks) keeps its connection.
@@ -58,8 +60,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
                               "configure_logging": True, "logging_level": "WARNING"}
     if address and address != "local":
         kwargs["address"] = address
-    else:
-        kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus)
+    else:  # "local": always a new instance, never one found through RAY_ADDRESS or /tmp/ray
+        kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
     try:
         ray.init(**kwargs)
     except ConnectionError as err:

@@ -33,7 +33,11 @@ from trainables.errors import UserError, exit_on_user_error
 #: laptop-friendly defaults of the launch CLI (each is an option below)
 LAUNCH_DEFAULTS = {"epochs": 2, "batch_size": 16, "num_samples": 8, "max_concurrent": 2, "cpus_per_trial": 1.0,
                    "gpus_per_trial": 0.0, "evals_per_epoch": 4, "grace_period": 1,
-                   "reduction_factor": 2.0}
+                   "reduction_factor": 2.0, "max_failures": 1}
+
+
+#: exit status of a sweep interrupted by Ctrl-C (its summary is written; ``--resume`` continues it)
+INTERRUPTED_EXIT = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +110,9 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     r.add_argument("--cache-dir", default=None,
                    help="fine-tuned teacher cache (default $TUNER_CACHE_DIR, else the storage path)")
     r.add_argument("--checkpoint-every", type=int, default=1, help="evaluations between trial checkpoints")
+    r.add_argument("--max-failures", type=int, default=d["max_failures"],
+                   help="retries of a failed trial (worker killed, out of memory, an exception) from its "
+                        f"last checkpoint before it is ERROR (default {d['max_failures']})")
     o = p.add_argument_group("tracking and output")
     o.add_argument("--mlflow-uri", default=None,
                    help="tracking URI (default sqlite:///<cwd>/mlflow.db; http://HOST:PORT for a server)")
@@ -160,6 +167,7 @@ def spec_from_args(args: argparse.Namespace):
         reduction_factor=args.reduction_factor, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         evals_per_epoch=args.evals_per_epoch, checkpoint_every=args.checkpoint_every,
+        max_failures=args.max_failures,
         search_seed=args.search_seed, defaults_first=args.defaults_first, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
         experiment=args.experiment, storage_path=args.storage_path, name=args.name, address=args.address,
         tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1)
@@ -201,14 +209,18 @@ def main(argv: list[str] | None = None) -> dict | None:
         if not args.name:
             raise UserError("--resume needs --name of the sweep to continue")
         spec = SweepSpec(method=args.method or "", storage_path=args.storage_path, name=args.name,
-                         address=args.address, output_json=args.output_json, verbose=0 if args.quiet else 1)
-        return run_sweep(spec, resume=True)
-    summary = run_sweep(spec_from_args(args))
-    if args.quiet:
-        print(json.dumps({k: summary[k] for k in ("best_metric", "metric_name", "best_config", "counts",
-                                                  "best_student_path")}, default=str))
+                         address=args.address, mlflow_uri=args.mlflow_uri, output_json=args.output_json,
+                         verbose=0 if args.quiet else 1)
+        summary = run_sweep(spec, resume=True)
+    else:
+        summary = run_sweep(spec_from_args(args))
+        if args.quiet:
+            print(json.dumps({k: summary[k] for k in ("best_metric", "metric_name", "best_config", "counts",
+                                                      "best_student_path")}, default=str))
     return summary
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    result = main(sys.argv[1:])
+    if result and result.get("interrupted"):  # a calling script sees the interrupt (128 + SIGINT)
+        sys.exit(INTERRUPTED_EXIT)

@@ -7,7 +7,8 @@ Summary JSON keys: ``sweep``, ``method``, ``task``, ``metric_name`` (the task's 
 ``metrics`` (final metrics), ``error``, ``node_id``, ``path``), ``seeds`` (with ``--seeds``:
 ``seeds``, ``scores``, ``mean``, ``std``), ``mlflow_uri``, ``mlflow_experiment``,
 ``mlflow_experiment_id``, ``mlflow_parent_run_id``, ``storage_dir``, ``ray_address``,
-``wall_seconds``.
+``wall_seconds``; added by the sweep: ``interrupted`` (Ctrl-C left trials UNFINISHED or samples
+not started), ``not_started``, ``resume_command`` (when interrupted).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import statistics
+import sys
 from typing import Any
 
 from trainables.trainable import EVALUATION, NODE, STUDENT_DIR
@@ -35,19 +37,31 @@ def _error_text(err: BaseException | None) -> str | None:
 
 
 #: summary status of a trial an interrupted driver left running or pending (``--resume`` continues it)
-STATUS_UNFINISHED = "UNFINISHED"
+STATUS_UNFINISHED = tracking.STATUS_UNFINISHED
+#: Ray's statuses of a trial that will not run again (a resume neither continues nor restarts it)
+_RAY_DONE = ("TERMINATED", "ERROR")
 
 
-def _ray_statuses(results) -> dict[str, str]:
-    """Ray's own status per trial id (to tell trials an interrupted sweep left unfinished)."""
-    analysis = getattr(results, "_experiment_analysis", None)
-    return {t.trial_id: t.status for t in getattr(analysis, "trials", None) or []}
+def _saved_statuses(results) -> dict[str, str]:
+    """Each trial's status in the experiment state Ray saved last, which is what ``--resume``
+    continues from. Neither view alone is the truth (Ray 2.60): after Ctrl-C Ray saves the trials
+    it was running as RUNNING, then marks them TERMINATED in memory while it stops them; a trial
+    whose worker died is ERROR in memory but stays RUNNING in the saved state (so a resume
+    retries it once more)."""
+    from ray.tune import ExperimentAnalysis
+
+    try:
+        trials = ExperimentAnalysis(results.experiment_path).trials
+    except Exception as err:  # no state: every trial counts as unfinished, nothing is pruned
+        print(f"warning: cannot read Ray's experiment state in {results.experiment_path}: {err}", file=sys.stderr)
+        return {}
+    return {t.trial_id: t.status for t in trials}
 
 
 def collect_trials(results) -> list[dict[str, Any]]:
     """One entry per trial of a ResultGrid, in trial order."""
     trials = []
-    ray_status = _ray_statuses(results)
+    ray_status = _saved_statuses(results)
     for r in results:
         m = dict(r.metrics or {})
         errored = r.error is not None
@@ -55,8 +69,9 @@ def collect_trials(results) -> list[dict[str, Any]]:
         if not trial_id and r.path:
             found = _TRIAL_ID.search(os.path.basename(r.path))
             trial_id = found.group(1) if found else os.path.basename(r.path)
+        saved = ray_status.get(trial_id)  # None: unknown to Ray's state, never assume it is done
         status = tracking.trial_status(m, errored)
-        if ray_status.get(trial_id, "TERMINATED") not in ("TERMINATED", "ERROR"):
+        if not errored and saved not in _RAY_DONE:
             status = STATUS_UNFINISHED
         trials.append({
             "trial_id": trial_id,
@@ -68,6 +83,7 @@ def collect_trials(results) -> list[dict[str, Any]]:
             "node_id": m.get(NODE),
             "path": r.path,
             "_checkpoint": r.checkpoint,
+            "_resumable": saved not in _RAY_DONE,  # a resume continues it from its checkpoint
         })
     return sorted(trials, key=lambda t: str(t["trial_id"]))
 
@@ -101,12 +117,14 @@ def prune_engine_states(trials: list[dict[str, Any]]) -> int:
     """Delete the engine states (optimiser and model state, the bulk of a checkpoint) of trials
     that will never train again (finished, stopped early or errored; a resume does not restart
     them); their final checkpoint (best student, logs) and step logs stay. Local storage only.
+    A trial Ray may still continue (not TERMINATED or ERROR in Ray's saved state: left running or
+    pending by an interrupt, errored with its worker, or missing from the state) keeps every file.
     Returns the number of files deleted."""
     from trainables.engine import CHECKPOINT_FILE
 
     deleted = 0
     for trial in trials:
-        if trial["status"] == STATUS_UNFINISHED or not trial.get("path") or not os.path.isdir(trial["path"]):
+        if trial.get("_resumable", True) or not trial.get("path") or not os.path.isdir(trial["path"]):
             continue
         for name in os.listdir(trial["path"]):
             state = os.path.join(trial["path"], name, CHECKPOINT_FILE)
@@ -141,7 +159,8 @@ def build_summary(spec, prep, trials, best, *, student_path, parent_run_id, expe
 
     base = prep.base
     try:
-        primary = get_task(base["task"], base.get("text_columns"), base.get("label_column")).primary_metric
+        primary = get_task(base["task"], base.get("text_columns"), base.get("label_column"),
+                           base.get("task_type")).primary_metric
     except Exception:
         primary = "score"
     best_metrics = best["metrics"] if best else {}
@@ -215,8 +234,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"== sweep {summary['sweep']}: {summary['method']} on {summary['task']} ==",
              f"trials: {summary['num_trials']} ({c['TERMINATED']} terminated, {c['EARLY_STOPPED']} "
              f"early-stopped, {c['ERROR']} errored"
-             + (f", {c[STATUS_UNFINISHED]} unfinished: continue with --resume --name {summary['sweep']}"
-                if c.get(STATUS_UNFINISHED) else "") + ")"]
+             + (f", {c[STATUS_UNFINISHED]} unfinished" if c.get(STATUS_UNFINISHED) else "")
+             + (f", {summary['not_started']} not started" if summary.get("not_started") else "") + ")"]
+    if summary.get("interrupted"):
+        lines.append(f"interrupted: continue with {summary['resume_command']}")
     if summary["best_config"] is None:
         lines.append("no trial produced a result")
     else:

@@ -30,12 +30,14 @@ import dataclasses
 import json
 import math
 import os
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from trainables.config import HPARAMS, DistillConfig, parse_assignments
-from trainables.errors import UserError
+from trainables.errors import UserError, check_writable_dir
 
 from tuner import cluster, summary as summaries, tracking
 
@@ -70,6 +72,7 @@ class SweepSpec:
     gpus_per_trial: float = 0.0
     evals_per_epoch: int = 4              # sets eval_steps when config has none
     checkpoint_every: int = 1             # evaluations between trial checkpoints
+    max_failures: int = 1                 # retries of a failed trial (from its last checkpoint)
     search_seed: int = 0
     defaults_first: bool = True           # the first trial runs the config defaults (a baseline)
     seeds: int = 0                        # re-run the best config with this many seeds
@@ -165,6 +168,8 @@ def _check_numbers(spec: SweepSpec) -> None:
         raise UserError(f"--reduction-factor must be > 1, got {spec.reduction_factor}")
     if spec.seeds < 0:
         raise UserError(f"--seeds must be >= 0, got {spec.seeds}")
+    if spec.max_failures < 0:
+        raise UserError(f"--max-failures must be >= 0, got {spec.max_failures}")
     if spec.evals_per_epoch < 0:
         raise UserError(f"--evals-per-epoch must be >= 0, got {spec.evals_per_epoch}")
 
@@ -214,6 +219,7 @@ def prepare(spec: SweepSpec) -> Prepared:
         raise UserError("a grid sweep takes no --space (all other hyperparameters are fixed)")
 
     load_tokenizer(cfg.teacher_checkpoint or cfg.student or cfg.teacher)  # a bad model id fails now
+    _check_student_layers(cfg, None if "student_layers" in fixed else grid, space)
     _, data = load_task(cfg)
     train_rows = len(data.train)
     eval_steps = cfg.eval_steps
@@ -223,6 +229,26 @@ def prepare(spec: SweepSpec) -> Prepared:
         cfg.eval_steps = eval_steps
     return Prepared(spec=spec, base=cfg.to_dict(), space=space, grid=grid,
                     tracking_uri=spec.mlflow_uri, eval_steps=eval_steps, train_rows=train_rows)
+
+
+def _check_student_layers(cfg: DistillConfig, grid: dict[str, list] | None, space) -> None:
+    """The default student is the teacher's first ``student_layers`` layers: every value the
+    sweep can try (base or fixed value, grid, searched range) must fit in the teacher (else each
+    such trial fails after Ray started)."""
+    from optuna.distributions import CategoricalDistribution
+
+    from trainables.models import model_depth
+
+    if cfg.student:
+        return
+    values = {cfg.student_layers, *(grid or {}).get("student_layers", [])}
+    dist = space.searched().get("student_layers") if space is not None else None
+    if dist is not None:
+        values |= set(dist.choices) if isinstance(dist, CategoricalDistribution) else {dist.high}
+    depth = model_depth(cfg.teacher)
+    if depth is not None and max(values) > depth:
+        raise UserError(f"student_layers={max(values)} is more than the {depth} layers of the teacher "
+                        f"{cfg.teacher!r} (valid: 1..{depth})")
 
 
 # ---- the teacher stage ----------------------------------------------------------------------
@@ -295,7 +321,9 @@ def _tune_parts(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_
         # two, not one: a driver killed between Ray deleting the older checkpoint and saving its
         # experiment state would otherwise resume a trial from a deleted checkpoint
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
+        # a trial whose worker dies (SIGKILL, out of memory) or that raises is retried from its
+        # last checkpoint up to max_failures times, then ERROR; the sweep goes on
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=False))
     scheduler = None
     if spec.scheduler_name == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -370,9 +398,14 @@ def _fit(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_id: str
     # a snapshot per trial checkpoint is what makes --resume exact; don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if restore and tune.Tuner.can_restore(spec.experiment_dir):
-        trainable, _, _ = _tune_parts(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
+        trainable, run_config, _ = _tune_parts(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
         tuner = tune.Tuner.restore(spec.experiment_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
+        # Ray restores the callbacks pickled with the Tuner: the MLflow logger would log to the
+        # tracking URI of the first run, not the sweep record's (or a new --mlflow-uri)
+        restored = tuner._local_tuner.get_run_config()
+        restored.callbacks = run_config.callbacks
+        restored.failure_config = run_config.failure_config
     else:
         tuner = _new_tuner(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
     return tuner.fit()
@@ -394,9 +427,17 @@ def _write_record(spec: SweepSpec, **extra: Any) -> None:
 
 
 def read_record(experiment_dir: str) -> dict[str, Any]:
+    """The sweep's record; a UserError when it is unreadable, truncated or not a sweep record."""
     path = os.path.join(experiment_dir, RECORD_FILE)
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+        if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
+            raise ValueError("no 'spec' mapping")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot resume from {path}: the sweep record is corrupt or truncated ({err}); "
+                        f"start the sweep again under another --name") from None
+    return record
 
 
 def _sweeps_in(storage_path: str) -> list[str]:
@@ -416,10 +457,16 @@ def _resume_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
     if not os.path.isfile(os.path.join(directory, RECORD_FILE)):
         raise UserError(f"no sweep {spec.name!r} to resume in {storage}; sweeps there: {', '.join(known) or 'none'}")
     record = read_record(directory)
-    saved = SweepSpec.from_dict(record["spec"])
+    try:
+        saved = SweepSpec.from_dict(record["spec"])
+    except TypeError as err:  # a required setting missing
+        raise UserError(f"cannot resume from {os.path.join(directory, RECORD_FILE)}: the sweep record is "
+                        f"corrupt ({err})") from None
     # where it runs and where the summary goes may change; what it searches may not
     saved.address = spec.address
     saved.verbose = spec.verbose
+    # the store may have moved with the sweep: the record's URI unless --mlflow-uri is given
+    saved.mlflow_uri = spec.mlflow_uri or record.get("tracking_uri") or saved.mlflow_uri
     if spec.output_json:
         saved.output_json = os.path.abspath(spec.output_json)
     saved.storage_path = storage
@@ -436,6 +483,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
     if resume:
         spec, record = _resume_spec(spec)
     spec = normalise(spec)
+    check_writable_dir(spec.storage_path, "--storage-path")
+    if spec.output_json:
+        check_writable_dir(os.path.dirname(spec.output_json), "--output-json's folder")
     if not resume and os.path.isfile(_record_path(spec)):
         raise UserError(f"a sweep named {spec.name!r} already exists in {spec.storage_path}; "
                         f"continue it with --resume or choose another --name")
@@ -448,6 +498,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
         if record.get("parent_run_id"):
             parent_run_id = record["parent_run_id"]
             tracking.client(prep.tracking_uri).update_run(parent_run_id, status="RUNNING")
+            if record.get("tracking_uri") != prep.tracking_uri:  # resumed with another --mlflow-uri
+                record = {**{k: v for k, v in record.items() if k != "spec"}, "tracking_uri": prep.tracking_uri}
+                _write_record(spec, **record)
         else:
             teacher_paths = fine_tune_teachers([prep.base], spec, resources)[0]
             parent_run_id = tracking.start_parent_run(
@@ -468,7 +521,10 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                     best, os.path.join(spec.experiment_dir, BEST_STUDENT_DIR))
                 if student_path:
                     tracking.log_best_student(prep.tracking_uri, parent_run_id, student_path)
-            interrupted = any(t["status"] == summaries.STATUS_UNFINISHED for t in trials)
+            # Ray Tune returns normally after Ctrl-C: trials left running or pending, or samples
+            # the search had not created yet, are what tells an interrupted sweep
+            interrupted = (any(t["status"] == summaries.STATUS_UNFINISHED for t in trials)
+                           or len(trials) < expected_trials(spec, prep))
             summaries.prune_engine_states(trials)
             seeds = None
             if spec.seeds and best is not None and not interrupted:
@@ -478,6 +534,11 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=time.time() - started)
             summary["interrupted"] = interrupted
+            summary["not_started"] = max(0, expected_trials(spec, prep) - len(trials))
+            summary["resume_command"] = resume_command(spec) if interrupted else None
+            if interrupted:
+                print(f"sweep {spec.name} interrupted; continue it with: {summary['resume_command']}",
+                      file=sys.stderr, flush=True)
             path = os.path.join(spec.experiment_dir, SUMMARY_FILE)
             summaries.write_json(summary, path)
             if spec.output_json:
@@ -486,10 +547,26 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                                        status="KILLED" if interrupted else "FINISHED")
         except BaseException:
             tracking.client(prep.tracking_uri).set_terminated(parent_run_id, status="KILLED")
+            print(f"sweep {spec.name} stopped; continue it with: {resume_command(spec)}", file=sys.stderr,
+                  flush=True)
             raise
     if spec.verbose:
         print(summaries.format_summary(summary))
     return summary
+
+
+def expected_trials(spec: SweepSpec, prep: Prepared) -> int:
+    """How many trials the sweep runs when nothing stops it (grid: every combination times
+    ``num_samples``)."""
+    if prep.grid is None:
+        return spec.num_samples
+    return math.prod(len(v) for k, v in prep.grid.items() if k not in spec.fixed) * spec.num_samples
+
+
+def resume_command(spec: SweepSpec) -> str:
+    """The command that continues this sweep (printed instead of Ray's ``Tuner.restore`` hint)."""
+    return shlex.join(["python", "-m", "tuner.launch", "--resume", "--name", spec.name,
+                       "--storage-path", spec.storage_path])
 
 
 def _parent_params(prep: Prepared, spec: SweepSpec) -> dict[str, Any]:

@@ -28,6 +28,7 @@ second one, and does not log a step twice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -65,6 +66,8 @@ STATUS_TERMINATED = "TERMINATED"
 STATUS_ERROR = "ERROR"
 STATUS_EARLY_STOPPED = "EARLY_STOPPED"
 STATUSES = (STATUS_TERMINATED, STATUS_ERROR, STATUS_EARLY_STOPPED)
+#: a trial an interrupted sweep left running or pending (``--resume`` continues it); its run is KILLED
+STATUS_UNFINISHED = "UNFINISHED"
 
 #: model ids and sizes: params of every trial run (sizes are final metrics too)
 MODEL_PARAMS = MODEL_KEYS
@@ -139,9 +142,27 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def store_lock(uri: str):
+    """A lock across processes (``<database>.lock``) around creating a SQLite store and its
+    experiments: MLflow creates a new database's tables with migrations that fail or half-apply
+    when two processes run them at once (two sweeps started together on a new store). Other
+    stores need none (a nullcontext)."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(uri[len("sqlite:///"):] + ".lock")
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """The id of experiment ``name`` in the store, created (with a local artifact folder next to a
-    SQLite database) when missing."""
+    SQLite database) when missing; safe when several processes create the same store and
+    experiment at once."""
+    with store_lock(uri):
+        return _ensure_experiment(uri, name)
+
+
+def _ensure_experiment(uri: str, name: str) -> str:
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
@@ -276,10 +297,11 @@ class MlflowTrialLogger(tune.Callback):
         self._runs: dict[str, str] = {}         # trial id -> run id
         self._last_step: dict[str, int] = {}    # trial id -> last step logged
         self._model_logged: set[str] = set()
+        self._ended: set[str] = set()           # trials whose end (complete / error) was logged
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_client", "_runs", "_last_step", "_model_logged"):
+        for key in ("_client", "_runs", "_last_step", "_model_logged", "_ended"):
             state.pop(key, None)
         return state
 
@@ -294,15 +316,18 @@ class MlflowTrialLogger(tune.Callback):
         return self._client
 
     # ---- runs -------------------------------------------------------------------------------
+    def _find_run(self, tid: str) -> str | None:
+        filt = (f"tags.`{TAG_SWEEP}` = '{self.sweep}' and tags.`{TAG_TRIAL_ID}` = '{tid}' "
+                f"and tags.`{TAG_PARENT}` = '{self.parent_run_id}'")
+        found = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1)
+        return found[0].info.run_id if found else None
+
     def run_id(self, trial) -> str:
         tid = trial.trial_id
         if tid in self._runs:
             return self._runs[tid]
-        filt = (f"tags.`{TAG_SWEEP}` = '{self.sweep}' and tags.`{TAG_TRIAL_ID}` = '{tid}' "
-                f"and tags.`{TAG_PARENT}` = '{self.parent_run_id}'")
-        found = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1)
-        if found:  # a resumed sweep: continue the trial's run
-            run_id = found[0].info.run_id
+        run_id = self._find_run(tid)
+        if run_id is not None:  # a resumed sweep: continue the trial's run
             history = self.client.get_metric_history(run_id, "eval_score")
             self._last_step[tid] = max((m.step for m in history), default=-1)
             self.client.update_run(run_id, status="RUNNING")
@@ -335,6 +360,23 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._safely("trial error", self._finish, trial, True)
+
+    def on_experiment_end(self, trials, **info):
+        """Called when Tune stops, also after Ctrl-C. A trial whose end this callback did not
+        see (Ray stops the trials it was running after Ctrl-C and marks them TERMINATED in memory,
+        without ``on_trial_complete``; its saved state says RUNNING and ``--resume`` continues it)
+        has its run ended as KILLED with ``distill.status=UNFINISHED``, not left RUNNING."""
+        for trial in trials:
+            if trial.trial_id not in self._ended:
+                self._safely("unfinished trial", self._mark_unfinished, trial)
+
+    def _mark_unfinished(self, trial) -> None:
+        run_id = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
+        if run_id is None:  # it never started: no run
+            return
+        if self.client.get_run(run_id).info.status == "RUNNING":
+            self.client.set_tag(run_id, TAG_STATUS, STATUS_UNFINISHED)
+            self.client.set_terminated(run_id, status="KILLED")
 
     # ---- logging ----------------------------------------------------------------------------
     def _log_model(self, trial, run_id: str, result: dict) -> None:
@@ -380,6 +422,7 @@ class MlflowTrialLogger(tune.Callback):
         if errored:
             self.client.set_tag(run_id, TAG_ERROR, _error_reason(trial)[:5000])
         self.client.set_terminated(run_id, status="FAILED" if errored else "FINISHED")
+        self._ended.add(trial.trial_id)
 
     def _log_artifacts(self, trial, run_id: str) -> None:
         checkpoint = trial.checkpoint
