@@ -13,8 +13,8 @@ entries take turns (the order rotates every round) running ``--steps`` steps eac
 shows each entry's median ms/step over rounds with the spread (min–max) and the ratio to the
 uncached KD step (``kd:teacher_output_cache=false``, added when not listed), so ratios are
 measured side by side in one run. Peak memory: each entry runs a few steps in a subprocess of
-its own — CUDA ``max_memory_allocated``, CPU peak RSS (which includes the ~0.5 GB of Python and
-torch every process has). ``--json FILE`` writes the rows.
+its own — CUDA ``max_memory_allocated``, CPU peak RSS (``VmHWM``; it includes the ~0.5 GB of
+Python and torch every process has). ``--json FILE`` writes the rows.
 
 ``--teacher random:L:H:A:I`` benches a random-init BERT of L layers, hidden H, A heads and
 intermediate size I (e.g. ``random:12:768:12:3072`` for BERT-base-shaped 12→6 with
@@ -189,8 +189,6 @@ def peak_memory_mb(entry: Entry, args: argparse.Namespace, teacher: str) -> floa
 
 
 def _child(entry: Entry, args: argparse.Namespace, teacher: str) -> None:
-    import resource
-
     import torch
 
     bench = Bench(entry, args, teacher)
@@ -200,7 +198,9 @@ def _child(entry: Entry, args: argparse.Namespace, teacher: str) -> None:
     if bench.device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        from trainables.profiling import peak_rss_mb
+
+        peak = peak_rss_mb()
     print(json.dumps({"peak_mb": peak}))
 
 

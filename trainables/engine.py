@@ -350,9 +350,9 @@ class Engine:
         if self.device.type == "cuda":
             out["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
-            import resource
+            from trainables.profiling import peak_rss_mb
 
-            out["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            out["peak_mem_mb"] = peak_rss_mb()
         return out
 
     def best_student_model(self) -> torch.nn.Module:

@@ -1,4 +1,5 @@
-"""Measured (not assumed) inference cost of teacher and student, for the speed-up column."""
+"""Measured (not assumed) costs: inference time of teacher and student (the speed-up column) and a
+process's peak memory."""
 
 from __future__ import annotations
 
@@ -36,3 +37,18 @@ def speedup(student: torch.nn.Module, teacher: torch.nn.Module, batches: list[Ba
     s = forward_seconds(student, batches, device)
     t = forward_seconds(teacher, batches, device)
     return {"student_infer_seconds": s, "teacher_infer_seconds": t, "speedup": t / s if s > 0 else float("nan")}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size. Linux: ``VmHWM`` of /proc/self/status, which starts
+    afresh at exec (``ru_maxrss`` carries the parent's peak over a spawn on Linux)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
