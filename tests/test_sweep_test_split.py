@@ -32,4 +32,4 @@ def test_test_scores_are_logged_for_every_finished_trial(ray_session, tiny_confi
     assert parent[0].data.metrics["test_score"] == pytest.approx(trial["metrics"]["test_score"])
     # what the steps cost, beside the scores
     assert child[0].data.metrics["step_ms"] > 0 and child[0].data.metrics["peak_mem_mb"] > 0
-    assert child[0].data.params["device"] == "cpu"
+    assert child[0].data.params["device_name"] == "cpu"

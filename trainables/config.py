@@ -105,7 +105,7 @@ class DistillConfig:
     num_inner_batches: int = _hp(1, help="meta-adaptive-kd: inner mini-batches per meta step")
     adaptive_lr: float = _hp(100.0, help="meta-adaptive-kd: SGD lr of the loss weights alpha/beta (their "
                              "meta-gradient is ~inner_lr x a gradient dot product, hence the large lr)",
-                             bounds="(0, 1e6]")
+                             bounds="[0, 1e6]")
     noise_prob: float = _hp(0.0, help="probability of replacing a token by noise", bounds="[0, 1]")
     noise_token: str = _hp("mask", choices=["mask", "unk", "random"])
     warmup_epochs: int = _hp(0, help="epochs of task-only student training before distillation")

@@ -42,7 +42,7 @@ EVALUATION = "evaluation"        # 1, 2, ... at each evaluation; absent from the
 FINAL = "final_report"           # 1 in the report made after training ended
 NODE = "node_id"                 # the Ray node the trial ran on
 MODEL_KEYS = ("teacher_id", "student_id", "teacher_params", "student_params", "teacher_layers",
-              "student_layers", "device")
+              "student_layers", "device_name")
 
 #: reported first, so Ray Tune's trial table (which shows a result's first few metrics) has them
 _SHOWN = ("eval_score", "best_eval_score", "step", "train_loss")
@@ -68,7 +68,7 @@ def model_info(prep: "Prepared") -> dict[str, Any]:
     info: dict[str, Any] = {"student_id": prep.student_info.source,
                             "student_params": prep.student_info.params,
                             "student_layers": prep.student_info.layers,
-                            "device": prep.engine.device_name()}
+                            "device_name": prep.engine.device_name()}
     if prep.teacher_info is not None:
         info.update(teacher_id=",".join(prep.teacher_paths), teacher_params=prep.teacher_info.params,
                     teacher_layers=prep.teacher_info.layers)
