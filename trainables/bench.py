@@ -9,7 +9,8 @@ as a run would be (same model loading, eager attention only where a meta-gradien
 the engine's updaters) and timed through the engine's own step path
 (:meth:`~trainables.engine.Engine.train_step`) on fixed random token batches of ``--seq-len``
 tokens (no padding). Timing: ``--warmup`` steps per entry, then ``--rounds`` rounds in which the
-entries take turns (the order rotates every round) running ``--steps`` steps each; the table
+entries take turns (the order rotates every round) running ``--steps`` steps each (rounded up to
+whole ``meta_interval`` cycles, so each round has the method's mix of meta and plain steps); the table
 shows each entry's median ms/step over rounds with the spread (min–max) and the ratio to the
 uncached KD step (``kd:teacher_output_cache=false``, added when not listed), so ratios are
 measured side by side in one run. Peak memory: each entry runs a few steps in a subprocess of
@@ -139,6 +140,12 @@ class Bench:
         self.device = device
         self._next = 0
 
+    def steps_per_round(self, steps: int) -> int:
+        """``steps`` rounded up to whole ``meta_interval`` cycles, so every round of a method that
+        meta-steps every k-th step holds the same mix of meta and plain steps."""
+        k = max(1, int(self.cfg.meta_interval))
+        return -(-steps // k) * k
+
     def run(self, steps: int) -> None:
         engine = self.engine
         for _ in range(steps):
@@ -166,9 +173,10 @@ def time_entries(benches: list[Bench], args: argparse.Namespace) -> dict[str, li
     for r in range(args.rounds):
         order = benches[r % len(benches):] + benches[:r % len(benches)]
         for b in order:
+            steps = b.steps_per_round(args.steps)
             start = time.perf_counter()
-            b.run(args.steps)
-            times[b.entry.label].append(1000 * (time.perf_counter() - start) / args.steps)
+            b.run(steps)
+            times[b.entry.label].append(1000 * (time.perf_counter() - start) / steps)
     return times
 
 
