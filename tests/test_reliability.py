@@ -144,8 +144,9 @@ def results_of(trial_dir: str) -> list[dict]:
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint_then_errored(tiny_config, mlflow_uri, tmp_path):
     store, name = tmp_path / "store", "killed-worker"
     out = tmp_path / "summary.json"
-    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "4",
-                           "--evals-per-epoch", "2", "--num-samples", "2", "--max-concurrent", "1",
+    # long enough (30 evaluations) that the retry is still training when the test kills it
+    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "30",
+                           "--evals-per-epoch", "1", "--num-samples", "2", "--max-concurrent", "1",
                            "--scheduler", "fifo", "--max-failures", "1", "--mlflow-uri", mlflow_uri,
                            "--experiment", "test-kill-worker", "--storage-path", str(store), "--name", name,
                            "--output-json", str(out)], tmp_path)
