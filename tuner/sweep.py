@@ -318,9 +318,14 @@ def _tune_parts(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_
         str(prep.base["task"]), prep.base, tags={**spec.tags, **tags})
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.storage_path, callbacks=[logger], verbose=spec.verbose,
-        # two, not one: a driver killed between Ray deleting the older checkpoint and saving its
-        # experiment state would otherwise resume a trial from a deleted checkpoint
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # Ray deletes a trial's oldest checkpoint as soon as a newer one exceeds num_to_keep, but
+        # saves (and syncs to the storage path) the experiment state that --resume reads only
+        # every num_to_keep checkpoints: a driver killed in between resumed from a deleted
+        # checkpoint. The state is saved and synced at every controller step instead (see _fit:
+        # TUNE_GLOBAL_CHECKPOINT_S=0, sync_period 0), so it is at most a step or two behind, and
+        # three checkpoints are kept
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
+        sync_config=tune.SyncConfig(sync_period=0),
         # a trial whose worker dies (SIGKILL, out of memory) or that raises is retried from its
         # last checkpoint up to max_failures times, then ERROR; the sweep goes on
         failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=False))
@@ -395,8 +400,10 @@ def _fit(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_id: str
     from ray import tune
 
     tags = dict(tags or {})
-    # a snapshot per trial checkpoint is what makes --resume exact; don't warn about it
+    # a snapshot per controller step is what makes --resume exact (see _tune_parts); don't warn
+    # about it (Ray reads this when the Tuner's controller starts)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     if restore and tune.Tuner.can_restore(spec.experiment_dir):
         trainable, run_config, _ = _tune_parts(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
         tuner = tune.Tuner.restore(spec.experiment_dir, trainable=trainable, resume_unfinished=True,
