@@ -63,7 +63,7 @@ def compute(teachers: Sequence[nn.Module], loader, device: torch.device, *, laye
             bf16: bool = False, num_rows: int | None = None) -> TeacherOutputs:
     """Run every teacher (eval mode) once over ``loader``'s batches (which carry ``row``;
     ``num_rows`` rows, default ``len(loader.dataset)``)."""
-    from trainables.methods.base import model_inputs
+    from trainables.models import forward_inputs
 
     n = len(loader.dataset) if num_rows is None else num_rows
     logits, cls = None, {k: None for k in layers}
@@ -73,7 +73,7 @@ def compute(teachers: Sequence[nn.Module], loader, device: torch.device, *, laye
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = teacher(**model_inputs(batch, teacher), output_hidden_states=bool(layers))
+                out = teacher(**forward_inputs(teacher, batch), output_hidden_states=bool(layers))
             rows = batch[ROW]
             if logits is None:
                 logits = torch.zeros(len(teachers), n, out.logits.shape[-1], device=device)
