@@ -259,8 +259,7 @@ class Engine:
             return
         unread, self._unread = self._unread, []
         if self._interval_start is not None:  # the read waits for the device: the interval is done
-            tensors_done = [v for _, logs in unread for v in logs.values() if torch.is_tensor(v)]
-            if tensors_done and self.device.type == "cuda":
+            if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.interval_ms.append(1000 * (time.perf_counter() - self._interval_start) / len(unread))
             self._interval_start = None
