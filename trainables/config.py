@@ -73,6 +73,8 @@ class DistillConfig:
     output_dir: str | None = _setup(None, help="where the run saves the student (and a meta-learned teacher)")
     num_workers: int = _setup(0, help="DataLoader workers")
     group_by_length: bool = _setup(True, help="training batches of rows of similar length (less padding)")
+    fused_optimizer: bool = _setup(True, help="torch's fused AdamW kernel (false: its per-parameter loop, "
+                                              "the update of runs before it, to rounding)")
     teacher_output_cache: bool = _setup(True, help="frozen teachers (kd, pkd): compute their outputs on the "
                                                    "training rows once and read them instead of running them")
 
