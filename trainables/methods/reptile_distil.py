@@ -82,6 +82,10 @@ class ReptileDistil(KD):
         self.pairs = [(dict(t.named_parameters())[tn], student_params[sn])
                       for t in teachers
                       for tn, sn in parameter_map(t, student, cfg.update_strategy, cfg.reptile_map_embeddings).items()]
+        # the student parameters some teacher parameter moves toward: the only ones whose
+        # experimental step the teacher update reads
+        mapped = {id(s) for _, s in self.pairs}
+        self.mapped_params = [p for p in student.parameters() if p.requires_grad and id(p) in mapped]
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         is_meta = self.num_steps % self.cfg.meta_interval == 0
@@ -91,27 +95,36 @@ class ReptileDistil(KD):
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
         student_logits = self.student(**model_inputs(batch, self.student)).logits
-        params = [p for p in self.student.parameters() if p.requires_grad]
         inner = self.distill_loss(student_logits, teacher_logits, batch)
-        grads = torch.autograd.grad(inner, params, retain_graph=True, allow_unused=True)
-        lr = self.cfg.effective_inner_lr
-        fast = {id(p): p.detach() if g is None else p.detach().add(g, alpha=-lr) for p, g in zip(params, grads)}
-        self.move_teachers(fast)
+        grads = torch.autograd.grad(inner, self.mapped_params, retain_graph=True, allow_unused=True)
+        self.move_teachers({id(p): g for p, g in zip(self.mapped_params, grads)})
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
         loss = self.distill_loss(student_logits, teacher_logits, batch)
         self.student_opt.update(loss)
         return {"loss": loss.detach(), "inner_loss": inner.detach()}
 
-    def move_teachers(self, fast: dict[int, torch.Tensor]) -> None:
-        """θ_T moves toward θ'_S (``fast``: student parameter id -> its value in S')."""
+    def move_teachers(self, grads: dict[int, torch.Tensor | None]) -> None:
+        """θ_T moves toward θ'_S = θ_S − inner_lr · g (``grads``: student parameter id -> g, or
+        None where the inner loss does not reach it), without materialising θ'_S: in place,
+        θ_T ← (1 − μ) θ_T + μ θ_S − μ · inner_lr · g (plain), or the difference θ_T − θ'_S as the
+        teacher's AdamW gradient (adam)."""
+        lr = self.cfg.effective_inner_lr
         with torch.no_grad():
             if self.cfg.reptile_update == "plain":
                 mu = self.cfg.teacher_lr
-                for t, s in self.pairs:
-                    t.sub_(mu * (t - fast[id(s)]))
+                teachers, students = [t for t, _ in self.pairs], [s for _, s in self.pairs]
+                torch._foreach_mul_(teachers, 1 - mu)
+                torch._foreach_add_(teachers, students, alpha=mu)
+                moved = [(t, grads[id(s)]) for t, s in self.pairs if grads[id(s)] is not None]
+                if moved:
+                    torch._foreach_add_([t for t, _ in moved], [g for _, g in moved], alpha=-mu * lr)
             else:
-                diff = {id(t): t - fast[id(s)] for t, s in self.pairs}
+                diff = {}
+                for t, s in self.pairs:
+                    d = t - s
+                    g = grads[id(s)]
+                    diff[id(t)] = d if g is None else d.add_(g, alpha=lr)
                 self.teacher_opt.apply([diff.get(id(p)) for p in self.teacher_opt.params])
 
     def state_dict(self) -> dict:
