@@ -35,7 +35,6 @@ DEFAULT_RANGES: dict[str, Distribution] = {
     "inner_update": Choice("sgd", "adam"),
     "noise_token": Choice("mask", "unk", "random"),
     "pilot_update": Choice(True, False),
-    "first_order": Choice(False, True),
     "meta_interval": Int(1, 4),
     "num_quiz_batches": Int(1, 4),
     "num_inner_batches": Int(1, 4),

@@ -62,12 +62,11 @@ def spy_meta_gradient(method) -> dict:
     return seen
 
 
-@pytest.mark.parametrize("first_order", [False, True], ids=["exact", "first_order"])
-def test_metadistil_teacher_gradient_matches_finite_differences(fresh, data, first_order):
+def test_metadistil_teacher_gradient_matches_finite_differences(fresh, data):
     student, teacher = fresh
     x, quiz = data
     method = make_method("metadistil", student, [teacher], teacher_opt=CaptureUpdater(teacher.parameters(), 0.0),
-                         inner_lr=INNER_LR, alpha=0.6, temperature=2.0, first_order=first_order)
+                         inner_lr=INNER_LR, alpha=0.6, temperature=2.0)
     student = copy.deepcopy(student)  # the method's step also updates its student (pilot update)
     method.step(x, quiz)
     grads = dict(zip([n for n, _ in teacher.named_parameters()], method.teacher_opt.grads))
@@ -114,35 +113,13 @@ def test_meta_adaptive_kd_gradients_match_finite_differences(fresh, data, inner_
         assert relative_error(float(grads[name].view(-1)[index]), numeric) <= 1e-3, name
 
 
-def test_first_order_drops_only_the_curvature_between_inner_steps(fresh, data):
-    """first_order is exact for one inner step and an approximation over several."""
-    x, quiz = data
-    grads = {}
-    for first_order in (False, True):
-        for k in (1, 2):
-            student, teacher = copy.deepcopy(fresh[0]), copy.deepcopy(fresh[1])
-            method = make_method("meta-adaptive-kd", student, [teacher], inner_lr=INNER_LR, num_inner_batches=k,
-                                 teacher_opt=CaptureUpdater(teacher.parameters(), 0.0), first_order=first_order)
-            seen = spy_meta_gradient(method)
-            method.step(x, quiz)
-            grads[first_order, k] = torch.cat([g.reshape(-1) for g in seen["grads"] if g is not None])
-
-    def rel(a, b):
-        return float((a - b).norm() / b.norm())
-
-    assert rel(grads[True, 1], grads[False, 1]) < 1e-5
-    assert 1e-6 < rel(grads[True, 2], grads[False, 2]) < 0.5
-
-
-@pytest.mark.parametrize("first_order", [False, True], ids=["exact", "first_order"])
-def test_pilot_update_uses_the_teacher_after_its_meta_update(fresh, data, first_order):
+def test_pilot_update_uses_the_teacher_after_its_meta_update(fresh, data):
     student, teacher = fresh
     x, quiz = data
     before = copy.deepcopy(teacher)
     lr = 0.05
     method = make_method("metadistil", student, [teacher], student_opt=SGDUpdater(student.parameters(), lr),
-                         teacher_opt=SGDUpdater(teacher.parameters(), 50.0), inner_lr=INNER_LR, alpha=0.5,
-                         first_order=first_order)
+                         teacher_opt=SGDUpdater(teacher.parameters(), 50.0), inner_lr=INNER_LR, alpha=0.5)
     start = copy.deepcopy(student)
     method.step(x, quiz)
     assert not torch.equal(teacher.classifier.weight, before.classifier.weight)  # the teacher learned
@@ -319,11 +296,14 @@ def test_adam_inner_update_meta_gradient_matches_finite_differences(fresh, data)
         assert relative_error(analytic, numeric) < 1e-3, (name, analytic, numeric)
 
 
-def test_adam_inner_update_rejects_first_order(fresh):
+def test_the_removed_first_order_option_is_a_clear_error():
+    from trainables.config import DistillConfig, parse_assignments
     from trainables.errors import UserError
 
-    with pytest.raises(UserError, match="first_order=true needs inner_update=sgd"):
-        make_method("metadistil", *fresh[:1], [fresh[1]], inner_update="adam", first_order=True)
+    with pytest.raises(UserError, match="'first_order' was removed: .*exact meta-gradient"):
+        DistillConfig.from_dict({"method": "metadistil", "first_order": True})
+    with pytest.raises(UserError, match="--set first_order: the option was removed"):
+        parse_assignments(["first_order=true"])
 
 
 # ---- not only BERT --------------------------------------------------------------------------------

@@ -63,9 +63,9 @@ def test_loss_decreases_on_real_sst2_rows(data_dir, minilm, method):
 
 
 def test_metadistil_options_together(data_dir, minilm):
-    """No pilot update, a meta step every 2nd step, first-order, noise, a warm-up epoch, 2 teachers."""
+    """No pilot update, a meta step every 2nd step, noise, a warm-up epoch, 2 teachers."""
     cfg = config(data_dir, "metadistil", epochs=1, warmup_epochs=1, pilot_update=False, meta_interval=2,
-                 first_order=True, noise_prob=0.2, noise_token="random", num_quiz_batches=2)
+                 noise_prob=0.2, noise_token="random", num_quiz_batches=2)
     prep = prepare(cfg, teacher_paths=[minilm, minilm])
     teachers = prep.engine.method.teachers
     before = [t.classifier.weight.detach().clone() for t in teachers]

@@ -1,6 +1,6 @@
 """What one optimisation step of each method costs: time and peak memory, side by side.
 
-    python -m trainables.bench --methods kd,metadistil,metadistil:first_order=true,reptile-distil \\
+    python -m trainables.bench --methods kd,metadistil,metadistil:meta_interval=4,reptile-distil \\
         --student-layers 3 --batch-size 32 --seq-len 64 --threads 1
 
 Each entry of ``--methods`` is a method name with optional ``:key=value`` settings (any

@@ -38,6 +38,13 @@ def _setup(default, choices=None, help=""):
     return field(default=default, metadata={"group": "setup", "choices": choices, "help": help})
 
 
+#: options that existed once, with why they went (a clear error instead of "unknown key")
+REMOVED = {
+    "first_order": "the first-order meta-gradient cost as much as the exact one (it needs the same "
+                   "teacher backward and a Jacobian-vector product of the student) and was an "
+                   "approximation; metadistil and meta-adaptive-kd always use the exact meta-gradient",
+}
+
 @dataclass
 class DistillConfig:
     # ---- what and where -------------------------------------------------------------------
@@ -102,7 +109,6 @@ class DistillConfig:
                             help="the experimental student's step: sgd at inner_lr, or a look-ahead of "
                                  "the real student's AdamW step")
     meta_interval: int = _hp(1, help="meta-update the teacher every k steps")
-    first_order: bool = _hp(False, help="drop second-order terms of the meta-gradient")
     num_quiz_batches: int = _hp(1)
     num_inner_batches: int = _hp(1, help="meta-adaptive-kd: inner mini-batches per meta step")
     adaptive_lr: float = _hp(100.0, help="meta-adaptive-kd: SGD lr of the loss weights alpha/beta (their "
@@ -161,6 +167,9 @@ class DistillConfig:
         """Build from a dict, rejecting unknown keys (with the valid ones in the message)."""
         names = field_names()
         unknown = sorted(set(values) - set(names))
+        for key in unknown:
+            if key in REMOVED:
+                raise UserError(f"config key {key!r} was removed: {REMOVED[key]}")
         if unknown:
             raise UserError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(names)}")
         return cls(**values)
@@ -280,6 +289,8 @@ def parse_assignments(assignments: list[str], group: str = "hparam") -> dict[str
         key = key.strip().replace("-", "_")
         if not sep:
             raise UserError(f"--set expects key=value, got {item!r}")
+        if key in REMOVED:
+            raise UserError(f"--set {key}: the option was removed: {REMOVED[key]}")
         if key not in valid:
             raise UserError(f"unknown hyperparameter {key!r} in --set; valid: {', '.join(valid)}")
         out[key] = coerce(fields[key], raw.strip())

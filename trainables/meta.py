@@ -13,16 +13,11 @@ and returns the gradient of the quiz (task) loss of S' — forward with dropout 
 to the *meta parameters* (the teacher's, and e.g. learnable loss weights), which reach the quiz loss
 only through the inner steps.
 
-Two modes:
-
-* exact (default): the inner steps keep their graph (``create_graph``), and autograd
-  differentiates through them, including the student's curvature between inner steps. Needs
-  double backward, hence eager attention.
-* ``first_order``: no double backward. For one inner step the meta-gradient factorises through
-  the logits: d quiz/d meta = −inner_lr · ∂/∂meta ⟨∇_s L_inner(s, t), J_s v⟩, with v the gradient
-  of the quiz loss at θ' and J_s v the change of the student's logits along v, taken here by a
-  central finite difference (two forwards, same dropout masks). Across several inner steps v is
-  carried back unchanged, i.e. the student's Hessian terms are dropped (as first-order MAML).
+The meta-gradient is exact: the inner steps keep their graph (``create_graph``) and autograd
+differentiates through them, including the student's curvature between inner steps. This needs
+double backward, hence eager attention. (A first-order mode, which took the student's Jacobian-
+vector product by finite differences, was removed: it needs the same teacher backward and cost as
+much as the exact meta-gradient on the bench.)
 """
 
 from __future__ import annotations
@@ -118,21 +113,14 @@ def sgd_step(lr: float) -> InnerStep:
 def meta_gradient(model: nn.Module, inner_batches: Sequence[Batch], targets_fn: Targets,
                   loss_fn: InnerLoss, quiz_batches: Sequence[Batch], quiz_fn: QuizLoss,
                   meta_params: Sequence[torch.Tensor], *, lr: float | None = None,
-                  inner_step: InnerStep | None = None, first_order: bool = False,
-                  keep_first: bool = False) -> MetaResult:
+                  inner_step: InnerStep | None = None, keep_first: bool = False) -> MetaResult:
     """Inner steps of S' from the model's current parameters, then the quiz loss's gradient with
     respect to ``meta_params``. The real model is left unchanged. The inner update is
     ``inner_step`` (e.g. :func:`trainables.optim.adam_lookahead`), or SGD at ``lr``.
     ``keep_first`` keeps the graph of the first inner forward (at θ_S) so a following real
-    student step can reuse it. ``first_order`` needs the SGD step (its factorisation assumes an
-    update linear in the gradient)."""
+    student step can reuse it."""
     if (inner_step is None) == (lr is None):
         raise ValueError("meta_gradient needs exactly one of lr (SGD) and inner_step")
-    if first_order:
-        if inner_step is not None:
-            raise ValueError("first_order meta-gradients need the SGD inner step (lr=...)")
-        return _first_order(model, list(inner_batches), targets_fn, loss_fn, list(quiz_batches), quiz_fn,
-                            list(meta_params), lr, keep_first)
     return _exact(model, list(inner_batches), targets_fn, loss_fn, list(quiz_batches), quiz_fn,
                   list(meta_params), inner_step or sgd_step(lr), keep_first)
 
@@ -151,68 +139,5 @@ def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, met
     quiz = quiz_loss(model, params, quiz_batches, quiz_fn)
     # only the paths to the meta parameters run: the first forward's graph survives for reuse
     meta = torch.autograd.grad(quiz, meta_params, allow_unused=True)
-    return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, torch.stack(losses).mean(),
-                      quiz.detach(), first if keep_first else None)
-
-
-# ---- first-order mode --------------------------------------------------------------------------
-
-def _rng_state(device: torch.device):
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-@contextmanager
-def _replay_rng(state, device: torch.device) -> Iterator[None]:
-    """Run a block with the random state of ``state`` (same dropout masks), then restore."""
-    cpu, cuda = state
-    with torch.random.fork_rng(devices=[device] if cuda is not None else []):
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state(cuda, device)
-        yield
-
-
-@torch.no_grad()
-def logit_jvp(model: nn.Module, params: Params, batch: Batch, direction: Params, rng) -> torch.Tensor:
-    """J_s·direction: the change of the logits at ``params`` along ``direction``, by a central
-    finite difference in full precision, with the dropout masks of the forward that drew ``rng``."""
-    dtype = next(iter(params.values())).dtype
-    device = next(iter(params.values())).device
-    # a 0-dim device tensor: no host synchronisation (a zero direction gives a zero difference)
-    norm = torch.sqrt(sum(d.double().square().sum() for d in direction.values()))
-    eps = (torch.finfo(dtype).eps ** (1 / 3) / norm.clamp_min(1e-30)).to(dtype)
-    outs = []
-    for sign in (1.0, -1.0):
-        moved = {n: p + sign * eps * direction[n] if n in direction else p for n, p in params.items()}
-        with _replay_rng(rng, device), torch.autocast(device.type, enabled=False):
-            outs.append(logits(model, moved, batch).to(dtype))
-    return (outs[0] - outs[1]) / (2 * eps)
-
-
-def _first_order(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, meta_params, lr,
-                 keep_first) -> MetaResult:
-    params: Params = trainable_params(model)
-    device = next(iter(params.values())).device
-    first, losses, records = None, [], []
-    for i, batch in enumerate(inner_batches):
-        t = targets_fn(batch)
-        rng = _rng_state(device)
-        s = logits(model, params, batch)
-        s_leaf = s.detach().requires_grad_()
-        loss = loss_fn(s_leaf, t, batch)
-        # u = dL/ds keeps its graph to the teacher (and loss weights): the meta-gradient's path
-        (u,) = torch.autograd.grad(loss, s_leaf, create_graph=True)
-        grads = torch.autograd.grad(s, list(params.values()), grad_outputs=u.detach(), allow_unused=True,
-                                    retain_graph=keep_first and i == 0)
-        records.append((batch, {n: p.detach() for n, p in params.items()}, rng, u))
-        params = {n: p.detach().requires_grad_() for n, p in sgd_step(lr)(params, grads).items()}
-        first = s if first is None else first
-        losses.append(loss.detach())
-    quiz = quiz_loss(model, params, quiz_batches, quiz_fn)
-    v = dict(zip(params, torch.autograd.grad(quiz, list(params.values()), allow_unused=True)))
-    v = {n: g for n, g in v.items() if g is not None}
-    surrogate = sum((u * logit_jvp(model, start, batch, v, rng).to(u.dtype)).sum()
-                    for batch, start, rng, u in records)
-    meta = torch.autograd.grad(-lr * surrogate, meta_params, allow_unused=True)
     return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, torch.stack(losses).mean(),
                       quiz.detach(), first if keep_first else None)

@@ -41,8 +41,8 @@ class Method:
     @classmethod
     def double_backward(cls, cfg: DistillConfig) -> bool:
         """Whether the run differentiates through a gradient (then its models use eager attention:
-        SDPA has no double backward). First-order meta-gradients do not, and keep the fast kernels."""
-        return cls.second_order and not cfg.first_order
+        SDPA has no double backward)."""
+        return cls.second_order
 
     def __init__(self, cfg: DistillConfig, task: TaskSpec, student: nn.Module,
                  teachers: list[nn.Module]):

@@ -8,7 +8,7 @@ A meta step on train batch x and quiz batches q:
    the real student's own next AdamW step (its lr, schedule, clipping and moments,
    :func:`trainables.optim.adam_lookahead`), so S' is where the student would really go;
 2. the teacher(s) take an AdamW step (lr ``teacher_lr``) on ∇_θT of the task loss of S' on q
-   (dropout off), exact second-order unless ``first_order`` (which needs ``inner_update=sgd``);
+   (dropout off), exact second-order;
 3. pilot update (``pilot_update=true``): S' is discarded and the real student takes its AdamW
    step (lr ``student_lr``) on the KD loss of x with the *updated* teacher. Its forward on x is
    the one of step 1 (same parameters, same x), so only the teacher is run again.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import torch
 
 from trainables import meta
-from trainables.errors import UserError
 from trainables.methods.base import Batch, model_inputs
 from trainables.methods.kd import KD
 from trainables.optim import adam_lookahead
@@ -40,9 +39,6 @@ class MetaDistil(KD):
 
     def __init__(self, cfg, task, student, teachers):
         super().__init__(cfg, task, student, teachers)
-        if cfg.first_order and cfg.inner_update != "sgd":
-            raise UserError(f"first_order=true needs inner_update=sgd (got inner_update={cfg.inner_update}): "
-                            "the first-order meta-gradient assumes an update linear in the gradient")
         self.num_steps = 0           # steps taken (meta or plain), for meta_interval
         self.num_inner_batches = 1   # mini-batches the train batch is cut into for S'
 
@@ -88,7 +84,7 @@ class MetaDistil(KD):
 
         result = meta.meta_gradient(
             self.student, inner, targets, self.inner_loss, quiz_batches, self.hard_loss,
-            self.meta_parameters(), first_order=cfg.first_order, keep_first=reuse, **self.inner_update())
+            self.meta_parameters(), keep_first=reuse, **self.inner_update())
         student_logits = result.first_logits if reuse else self.student(**model_inputs(batch, self.student)).logits
         if cfg.pilot_update:
             self.apply_meta_gradient(result.grads)
