@@ -1,0 +1,67 @@
+"""The figures of :mod:`analysis.importance`: importances as bars, and the score against each
+searched hyperparameter (slice plots). Each is written as PNG and PDF; the functions return the
+paths they wrote."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, out_dir: str, stem: str) -> list[str]:
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, f"{stem}.{ext}") for ext in ("png", "pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=120)
+    return paths
+
+
+def importance_figure(result: dict, out_dir: str) -> list[str]:
+    """Horizontal bars, most important on top."""
+    items = list(result["importances"].items())[::-1]
+    fig = Figure(figsize=(6.0, 0.5 * len(items) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"importance ({result['evaluator']}, normalised)")
+    ax.set_title(f"{result['method']}: what mattered ({result['trials']} trials)")
+    return _save(fig, out_dir, f"importance_{result['method']}")
+
+
+def slices_figure(result: dict, out_dir: str) -> list[str]:
+    """One panel per searched hyperparameter: every trial's score against its value; the top
+    quarter (the recommendation's trials) in orange."""
+    from optuna.distributions import CategoricalDistribution
+
+    from analysis.importance import top_trials
+
+    study = result["study"]
+    names = list(result["importances"])
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(4.0 * cols, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    top = {t.number for t in top_trials(study)}
+    for ax, name in zip(axes, names):
+        dist = study.trials[0].distributions[name]
+        categorical = isinstance(dist, CategoricalDistribution)
+        labels = [str(c) for c in dist.choices] if categorical else None
+        for group, colour, marker in ((False, "tab:blue", "o"), (True, "tab:orange", "D")):
+            trials = [t for t in study.trials if (t.number in top) == group]
+            xs = [labels.index(str(t.params[name])) if categorical else t.params[name] for t in trials]
+            ax.scatter(xs, [t.value for t in trials], c=colour, marker=marker, s=28,
+                       label="top quarter" if group else "other trials", zorder=3)
+        if categorical:
+            ax.set_xticks(range(len(labels)), labels)
+        elif getattr(dist, "log", False):
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{name} (importance {result['importances'][name]:.2f})")
+        ax.set_ylabel(result["score"])
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{result['method']}: {result['score']} against each hyperparameter")
+    return _save(fig, out_dir, f"slices_{result['method']}")
