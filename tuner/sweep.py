@@ -160,6 +160,9 @@ def _check_numbers(spec: SweepSpec) -> None:
         raise UserError(f"--cpus-per-trial must be > 0, got {spec.cpus_per_trial}")
     if spec.gpus_per_trial < 0:
         raise UserError(f"--gpus-per-trial must be >= 0, got {spec.gpus_per_trial}")
+    if spec.gpus_per_trial > 1 and not float(spec.gpus_per_trial).is_integer():
+        raise UserError(f"--gpus-per-trial {spec.gpus_per_trial:g} is neither a fraction of one GPU "
+                        f"(0 < g <= 1; 0.25 = four trials per GPU) nor a whole number of GPUs")
     if spec.scheduler_name not in SCHEDULERS:
         raise UserError(f"unknown scheduler {spec.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
     if spec.grace_period < 1:
@@ -172,6 +175,9 @@ def _check_numbers(spec: SweepSpec) -> None:
         raise UserError(f"--max-failures must be >= 0, got {spec.max_failures}")
     if spec.evals_per_epoch < 0:
         raise UserError(f"--evals-per-epoch must be >= 0, got {spec.evals_per_epoch}")
+    if spec.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be >= 1 (evaluations between checkpoints), "
+                        f"got {spec.checkpoint_every}")
 
 
 def _check_grid(grid: dict[str, list] | None) -> dict[str, list] | None:
