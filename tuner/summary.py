@@ -4,7 +4,7 @@ Summary JSON keys: ``sweep``, ``method``, ``task``, ``metric_name`` (the task's 
 ``metric_key`` (``eval_score``), ``best_metric``, ``best_config``, ``best_trial_id``,
 ``best_dev_metrics``, ``best_student`` (sizes, speed-up), ``best_student_path``, ``counts``
 (TERMINATED / ERROR / EARLY_STOPPED), ``trials`` (``trial_id``, ``config``, ``status``,
-``metrics`` (final metrics), ``error``, ``node_id``, ``path``), ``seeds`` (with ``--seeds``:
+``metrics`` (final metrics), ``error``, ``node_id``, ``gpu_ids``, ``path``), ``seeds`` (with ``--seeds``:
 ``seeds``, ``scores``, ``mean``, ``std``), ``mlflow_uri``, ``mlflow_experiment``,
 ``mlflow_experiment_id``, ``mlflow_parent_run_id``, ``storage_dir``, ``ray_address``,
 ``wall_seconds``; added by the sweep: ``interrupted`` (Ctrl-C left trials UNFINISHED or samples
@@ -21,7 +21,7 @@ import statistics
 import sys
 from typing import Any
 
-from trainables.trainable import EVALUATION, NODE, STUDENT_DIR
+from trainables.trainable import EVALUATION, GPU_IDS, NODE, STUDENT_DIR
 
 from tuner import tracking
 
@@ -81,6 +81,7 @@ def collect_trials(results) -> list[dict[str, Any]]:
             "evaluations": m.get(EVALUATION, m.get("evaluations")),
             "error": _error_text(r.error) if errored else None,
             "node_id": m.get(NODE),
+            "gpu_ids": m.get(GPU_IDS),
             "path": r.path,
             "_checkpoint": r.checkpoint,
             "_resumable": saved not in _RAY_DONE,  # a resume continues it from its checkpoint

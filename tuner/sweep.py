@@ -507,6 +507,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
 
     with cluster.connect(spec.address) as conn:
         resources = cluster.check_trial_resources(spec.cpus_per_trial, spec.gpus_per_trial)
+        packing = cluster.packing(spec.cpus_per_trial, spec.gpus_per_trial, spec.max_concurrent)
+        if spec.verbose:
+            print("\n".join(cluster.packing_lines(packing)), flush=True)
         experiment_id = tracking.ensure_experiment(prep.tracking_uri, spec.experiment)
         if record.get("parent_run_id"):
             parent_run_id = record["parent_run_id"]
@@ -547,6 +550,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=time.time() - started)
             summary["interrupted"] = interrupted
+            summary["packing"] = packing
             summary["not_started"] = max(0, expected_trials(spec, prep) - len(trials))
             summary["resume_command"] = resume_command(spec) if interrupted else None
             if interrupted:
