@@ -85,3 +85,40 @@ def test_packing_counts_fractions_of_a_gpu_per_node(monkeypatch):
     assert cluster.packing_lines(p)[-1] == "hint: --max-concurrent 6 would fill every GPU share"
     assert cluster.packing(2.0, 0.0, 8)["per_node"] == [8, 1, 4]
     assert cluster.packing(1.0, 0.3, 8)["per_node"] == [3, 2, 0]
+
+
+def test_bench_sweep_runs_one_sweep_per_packing_and_reports_trials_per_hour():
+    from tuner import bench_sweep
+    from tuner.sweep import SweepSpec
+
+    specs = []
+
+    def fake_run(spec):
+        specs.append(spec)
+        n = len(spec.grid["seed"])
+        seconds = 100.0 * n / spec.max_concurrent   # each trial takes 100 s, packed ones side by side
+        trials = [{"status": "TERMINATED", "metrics": {"train_seconds": 90.0, "step_ms": 50.0}}] * n
+        return {"time": {"trials_seconds": seconds, "training_fraction": 0.8}, "trials": trials}
+
+    base = SweepSpec(method="kd", config={"seed": 42}, name="b")
+    rows = bench_sweep.bench(base, [1, 2, 4], gpus=2, run=fake_run)
+    assert [(s.gpus_per_trial, s.max_concurrent, len(s.grid["seed"])) for s in specs] == [
+        (1.0, 2, 4), (0.5, 4, 8), (0.25, 8, 16)]
+    assert all(s.scheduler == "fifo" and s.grid["seed"][0] == 43 for s in specs)
+    assert [r["trials_per_hour"] for r in rows] == [72.0, 144.0, 288.0]
+    table = bench_sweep.format_table(rows)
+    assert "| 4 | 8 | 16 | 200.0 | 288.0 | 4.00 | 90.0 | 50.0 | 80% |" in table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--trials-per-gpu", "1,0"], "--trials-per-gpu '1,0': expected positive whole numbers"),
+    (["--trials-per-gpu", "a"], "--trials-per-gpu 'a': expected positive whole numbers"),
+    (["--gpus", "0"], "--gpus 0: a whole number >= 1"),
+])
+def test_bench_sweep_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    from tuner import bench_sweep
+
+    with pytest.raises(SystemExit) as info:
+        bench_sweep.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -55,7 +55,7 @@ SUMMARY_FILE = "summary.json"
 STUDENT_DIR = "student"
 
 #: summary values copied into the final report (when the method produced them)
-FINAL_SUMMARY_KEYS = ("train_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
+FINAL_SUMMARY_KEYS = ("train_seconds", "step_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
                       "param_ratio", "speedup",
                       "student_infer_seconds", "teacher_infer_seconds", "final_train_loss", "best_step",
                       "student_layers", "teacher_layers")

@@ -8,7 +8,9 @@ Summary JSON keys: ``sweep``, ``method``, ``task``, ``metric_name`` (the task's 
 ``seeds``, ``scores``, ``mean``, ``std``), ``mlflow_uri``, ``mlflow_experiment``,
 ``mlflow_experiment_id``, ``mlflow_parent_run_id``, ``storage_dir``, ``ray_address``,
 ``wall_seconds``; added by the sweep: ``interrupted`` (Ctrl-C left trials UNFINISHED or samples
-not started), ``not_started``, ``resume_command`` (when interrupted).
+not started), ``not_started``, ``resume_command`` (when interrupted), ``packing`` (trials per node
+and per GPU, :func:`tuner.cluster.packing`), ``time`` (where the wall time went and the fraction
+that trained, :mod:`tuner.timing`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from trainables.trainable import EVALUATION, GPU_IDS, NODE, STUDENT_DIR
 
-from tuner import tracking
+from tuner import timing, tracking
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
@@ -85,6 +87,7 @@ def collect_trials(results) -> list[dict[str, Any]]:
             "path": r.path,
             "_checkpoint": r.checkpoint,
             "_resumable": saved not in _RAY_DONE,  # a resume continues it from its checkpoint
+            **timing.trial_times(m),
         })
     return sorted(trials, key=lambda t: str(t["trial_id"]))
 
@@ -210,6 +213,9 @@ def parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
         out[f"best_{k}"] = v
     out.update(summary.get("best_test_metrics") or {})
     out.update({k: v for k, v in summary["best_student"].items()})
+    for key, value in (summary.get("time") or {}).items():
+        if isinstance(value, (int, float)):
+            out[f"time_{key}"] = value
     seeds = summary.get("seeds") or {}
     if seeds.get("mean") is not None:
         out["seeds_mean_eval_score"] = seeds["mean"]
@@ -268,6 +274,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     for t in summary["trials"]:
         if t["status"] == tracking.STATUS_ERROR:
             lines.append(f"  errored trial {t['trial_id']}: {t['error']}")
+    if summary.get("time"):
+        lines.append(timing.format_breakdown(summary["time"]))
     lines.append(f"MLflow: experiment {summary['mlflow_experiment']!r} at {summary['mlflow_uri']} "
                  f"(parent run {summary['mlflow_parent_run_id']})")
     lines.append(f"results: {summary['storage_dir']}")
