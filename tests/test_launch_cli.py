@@ -72,6 +72,8 @@ def space_file(tmp_path, text: str) -> str:
     (["--set", "update_strategy=middle"], "not one of: first, last, skip, both"),
     (["--set", "temperature=0"], "temperature must be > 0"),
     (["--num-samples", "0"], "--num-samples must be >= 1"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1 (evaluations between checkpoints), got 0"),
+    (["--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5 is neither a fraction of one GPU"),
     (["--grid", "nope=1,2"], "unknown hyperparameter 'nope' in the grid"),
     (["--space", "SPACE:alpha: {low: 0.5, high: 0.5}"], "empty range"),
     (["--space", "SPACE:alpha: {low: 0.9, high: 0.1}"], "inverted range"),

@@ -53,6 +53,13 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     assert written["best_metric"] == summary["best_metric"]
     assert len(written["trials"]) == 3 and sum(written["counts"].values()) == 3
     assert written["counts"]["ERROR"] == 0
+    # where the wall time went: the stages add up to at most the wall time; some of it trained
+    t = written["time"]
+    stages = ("ray_start", "teacher_stage", "trials", "seed_reruns", "other")
+    assert all(t[f"{s}_seconds"] >= 0 for s in stages) and t["trials_seconds"] > 0
+    assert sum(t[f"{s}_seconds"] for s in stages) <= t["wall_seconds"] + 1e-6
+    assert 0 < t["training_seconds"] <= t["trial_seconds"] and 0 < t["training_fraction"] <= 1
+    assert all(tr["gpu_ids"] == "none" for tr in written["trials"])
 
     client = MlflowClient(mlflow_uri)
     parent, children = runs_of(mlflow_uri, "test-e2e", "meta-e2e")

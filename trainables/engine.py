@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -127,7 +128,11 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device:
 
 class Engine:
     def __init__(self, cfg: DistillConfig, task: TaskSpec, method: Method, loaders: Loaders,
-                 device: torch.device, augment: Augmenter | None = None, progress: bool = False):
+                 device: torch.device, augment: Augmenter | None = None,
+                 progress: bool | Callable[..., object] = False):
+        """``progress``: a tqdm bar and evaluation lines (True), or a factory
+        ``progress(total=, initial=, desc=)`` of a bar-like object (e.g. labelled lines,
+        :func:`trainables.progress.line_progress`)."""
         self.cfg, self.task, self.method, self.loaders = cfg, task, method, loaders
         self.device, self.augment, self.progress = device, augment, progress
         self.steps_per_epoch = len(loaders.train)
@@ -160,6 +165,7 @@ class Engine:
         self._bar = None
         self._interval_start: float | None = None  # wall clock at the first unread step
         self.interval_ms: list[float] = []         # ms/step of each log interval (no evaluation)
+        self.step_seconds = 0.0  # wall seconds in optimisation steps so far (no evaluation, checkpoint)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -175,6 +181,7 @@ class Engine:
             "best_student": self.best_student,
             "result": dataclasses.asdict(self.result),
             "pending": self._pending,
+            "step_seconds": self.step_seconds,
             "rng": _rng_state(),
         }
 
@@ -191,6 +198,7 @@ class Engine:
         m.load_state_dict(state["method"])
         self.best, self.best_student = state["best"], state["best_student"]
         self.result, self._pending = TrainResult(**state["result"]), state["pending"]
+        self.step_seconds = float(state.get("step_seconds", 0.0))
         _set_rng_state(state["rng"])
 
     def save_checkpoint(self, directory: str) -> None:
@@ -222,6 +230,7 @@ class Engine:
                 metrics[f"train_{key}"] = float(np.mean([p[key] for p in self._pending if key in p]))
         self._pending = []
         metrics["student_lr_now"] = self.method.student_opt.lr
+        metrics["step_seconds"] = self.step_seconds
         metrics.update(evaluate(self.method.student, self.loaders.dev, self.task, self.device, cfg.bf16))
         if cfg.eval_teacher and self.method.teachers:
             metrics.update(evaluate(self.method.teachers[0], self.loaders.dev, self.task, self.device,
@@ -237,7 +246,8 @@ class Engine:
 
             shown = {k: round(v, 4) for k, v in metrics.items()
                      if k.startswith(("eval_", "teacher_eval_", "train_loss"))}
-            tqdm.write(f"step {self.step} epoch {epoch:.2f}: {shown}")
+            write = self._bar.write if self._bar is not None else tqdm.write
+            write(f"step {self.step} epoch {epoch:.2f}: {shown}")
         if report is not None:
             report(metrics, self.save_checkpoint)
 
@@ -261,7 +271,9 @@ class Engine:
         if self._interval_start is not None:  # the read waits for the device: the interval is done
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self.interval_ms.append(1000 * (time.perf_counter() - self._interval_start) / len(unread))
+            seconds = time.perf_counter() - self._interval_start
+            self.step_seconds += seconds
+            self.interval_ms.append(1000 * seconds / len(unread))
             self._interval_start = None
         tensors = [v.detach().double().reshape(()) for _, logs in unread for v in logs.values() if torch.is_tensor(v)]
         read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
@@ -301,7 +313,8 @@ class Engine:
         if self.progress:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.method}", dynamic_ncols=True)
+            make = self.progress if callable(self.progress) else partial(tqdm, dynamic_ncols=True)
+            self._bar = make(total=self.total_steps, initial=self.step, desc=f"{cfg.method}")
         start_epoch, skip = divmod(self.step, self.steps_per_epoch)
         for epoch in range(start_epoch, self.total_epochs):
             warming_up = epoch < cfg.warmup_epochs
@@ -341,9 +354,9 @@ class Engine:
 
     def cost(self) -> dict:
         """What the run's steps cost: ``step_ms`` (median ms per training step over the log
-        intervals, evaluation excluded), ``peak_mem_mb`` (CUDA: peak allocated; CPU: the process's
+        intervals, evaluation excluded), ``step_seconds`` (all optimisation steps, the same way), ``peak_mem_mb`` (CUDA: peak allocated; CPU: the process's
         peak RSS) and ``device`` (with the GPU's name)."""
-        out: dict = {"device": self.device_name()}
+        out: dict = {"device": self.device_name(), "step_seconds": self.step_seconds}
         if self.interval_ms:
             out["step_ms"] = float(np.median(self.interval_ms))
         if self.device.type == "cuda":

@@ -66,7 +66,7 @@ def load_task(cfg: DistillConfig) -> tuple[TaskSpec, TaskData]:
 
 
 def prepare(cfg: DistillConfig, *, teacher_paths: list[str] | None = None,
-            progress: bool = False) -> Prepared:
+            progress=False) -> Prepared:
     """Everything a run needs, built and checked before the first step."""
     datasets.disable_progress_bars()  # the run's own bar and eval lines are the progress
     method_cls = get_method(cfg.method)
@@ -193,7 +193,7 @@ def run(cfg: DistillConfig, *, report: Reporter | None = None, resume_from: str 
     return summary
 
 
-def train_and_save(cfg: DistillConfig, path: str, *, progress: bool = False) -> dict:
+def train_and_save(cfg: DistillConfig, path: str, *, progress=False) -> dict:
     """Train ``cfg`` (used for the teacher stage) and save its best student at ``path``."""
     prep = prepare(cfg, teacher_paths=[], progress=progress)
     result = prep.engine.fit()

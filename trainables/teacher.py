@@ -53,7 +53,7 @@ def is_fine_tuned(path: str) -> bool:
     return os.path.isfile(os.path.join(path, INFO_FILE))
 
 
-def finetune_teacher(cfg: DistillConfig, seed: int, *, progress: bool = False,
+def finetune_teacher(cfg: DistillConfig, seed: int, *, progress=False,
                      trainer: Callable[[DistillConfig, str], dict] | None = None) -> str:
     """Fine-tune ``cfg.teacher`` on the task (seed ``seed``) unless cached; return its path.
     A cached teacher is read without a lock, so a read-only (or shared) cache works."""
@@ -78,7 +78,7 @@ def finetune_teacher(cfg: DistillConfig, seed: int, *, progress: bool = False,
     return path
 
 
-def _fine_tune(cfg: DistillConfig, seed: int, path: str, progress: bool,
+def _fine_tune(cfg: DistillConfig, seed: int, path: str, progress,
                trainer: Callable[[DistillConfig, str], dict] | None) -> None:
     stage = cfg.replace(
         method="finetune", student=cfg.teacher, teacher_checkpoint=None, teachers=None,
@@ -99,11 +99,21 @@ def _fine_tune(cfg: DistillConfig, seed: int, path: str, progress: bool,
         json.dump(info, fh, indent=2)
 
 
-def resolve_teachers(cfg: DistillConfig, *, progress: bool = False) -> list[str]:
+def teachers_ready(cfg: DistillConfig) -> bool:
+    """Whether :func:`resolve_teachers` would find every teacher without fine-tuning one."""
+    if cfg.teachers:
+        return True
+    if cfg.teacher_checkpoint:
+        return os.path.exists(cfg.teacher_checkpoint)
+    return all(is_fine_tuned(teacher_cache_path(cfg, cfg.teacher_seed + i)) for i in range(cfg.num_teachers))
+
+
+def resolve_teachers(cfg: DistillConfig, *, progress=False) -> list[str]:
     """The fine-tuned teachers a run distils from, fine-tuning (once) where needed.
 
     ``teachers`` (comma-separated, already fine-tuned) > ``teacher_checkpoint`` > ``num_teachers``
-    teachers fine-tuned from ``teacher`` with seeds ``teacher_seed + i``.
+    teachers fine-tuned from ``teacher`` with seeds ``teacher_seed + i``. ``progress``: the
+    fine-tuning's progress (see :class:`~trainables.engine.Engine`).
     """
     if cfg.teachers:
         paths = [p.strip() for p in cfg.teachers.split(",") if p.strip()]

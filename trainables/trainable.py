@@ -9,7 +9,8 @@ At each evaluation the trial calls ``ray.tune.report`` with
 * the engine's metrics (``eval_score``, ``eval_<m>``, ``train_loss``, ``train_<x>``, ``step``,
   ``epoch``, ``best_eval_score``, ...; numeric values only);
 * ``evaluation`` (1, 2, ...: the scheduler's time axis), ``best_eval_<m>`` (the best evaluation's
-  values so far), the model ids and sizes (:data:`MODEL_KEYS`) and ``node_id``;
+  values so far), the model ids and sizes, the device and the GPU ids Ray gave the trial
+  (:data:`MODEL_KEYS`) and ``node_id``;
 * a checkpoint (every ``checkpoint_every`` evaluations) holding the engine state, the per-step
   logs so far (``step_logs.csv``) and this wrapper's state.
 
@@ -41,8 +42,9 @@ if TYPE_CHECKING:  # Ray, torch and the engine load in the trial (the names belo
 EVALUATION = "evaluation"        # 1, 2, ... at each evaluation; absent from the final report
 FINAL = "final_report"           # 1 in the report made after training ended
 NODE = "node_id"                 # the Ray node the trial ran on
+GPU_IDS = "gpu_ids"              # the GPU ids Ray gave the trial ("0", "0,1"; "none")
 MODEL_KEYS = ("teacher_id", "student_id", "teacher_params", "student_params", "teacher_layers",
-              "student_layers", "device_name")
+              "student_layers", "device_name", GPU_IDS)
 
 #: reported first, so Ray Tune's trial table (which shows a result's first few metrics) has them
 _SHOWN = ("eval_score", "best_eval_score", "step", "train_loss")
@@ -53,7 +55,7 @@ SUMMARY_FILE = "summary.json"
 STUDENT_DIR = "student"
 
 #: summary values copied into the final report (when the method produced them)
-FINAL_SUMMARY_KEYS = ("train_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
+FINAL_SUMMARY_KEYS = ("train_seconds", "step_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
                       "param_ratio", "speedup",
                       "student_infer_seconds", "teacher_infer_seconds", "final_train_loss", "best_step",
                       "student_layers", "teacher_layers")
@@ -146,24 +148,41 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
             torch.set_num_threads(max(1, int(threads)))
         cfg = DistillConfig.from_dict({**base, **config})
         node = ray.get_runtime_context().get_node_id()
+        gpus = gpu_ids(ray.get_gpu_ids(), cfg.device)
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
-            _train(cfg, _TrialState(), None, node, checkpoint_every)
+            _train(cfg, _TrialState(), None, node, checkpoint_every, gpus)
             return
         with checkpoint.as_directory() as directory:
             state = _TrialState.load(directory)
             if state.final is not None:  # it had finished: report the same result, train nothing
                 tune.report({**state.final, NODE: node})
                 return
-            _train(cfg, state, directory, node, checkpoint_every)
+            _train(cfg, state, directory, node, checkpoint_every, gpus)
 
     trainable.__name__ = method.replace("-", "_")
     trainable.__qualname__ = trainable.__name__
     return trainable
 
 
+def gpu_ids(assigned: list, device: str) -> str:
+    """The GPU ids Ray gave the trial, as reported (``"none"`` when it has none). Ray sets the
+    trial's ``CUDA_VISIBLE_DEVICES`` to them, so ``cuda`` is that GPU; a GPU Ray declares but
+    torch cannot use (a logical GPU on a CPU-only node) leaves ``device=auto`` on the CPU, said
+    once on the trial's stderr."""
+    import sys
+
+    import torch
+
+    ids = ",".join(str(i) for i in assigned) or "none"
+    if assigned and device == "auto" and not torch.cuda.is_available():
+        print(f"trial: Ray gave this trial GPU {ids}, but CUDA is not available to torch here; "
+              "training on the CPU", file=sys.stderr, flush=True)
+    return ids
+
+
 def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
-           checkpoint_every: int) -> None:
+           checkpoint_every: int, gpus: str = "none") -> None:
     from ray import tune
 
     from trainables.experiment import run, save_model
@@ -172,7 +191,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
 
     def on_prepared(prep: "Prepared") -> None:
         held["prep"] = prep
-        state.model = model_info(prep)
+        state.model = {**model_info(prep), GPU_IDS: gpus}
 
     def report(metrics: dict, save_checkpoint: Callable[[str], None]) -> None:
         state.evaluation += 1

@@ -8,12 +8,15 @@
 * A process already connected to Ray (tests, notebooks) keeps its connection.
 
 :func:`check_trial_resources` rejects a per-trial request no single node can satisfy (Tune would
-otherwise wait forever), and :func:`run_remote` runs a function as a Ray task (the teacher stage).
+otherwise wait forever), :func:`packing` says how many trials the nodes hold at once (fractions of a
+GPU share it: ``--gpus-per-trial 0.25`` packs four trials per GPU, as far as the node's CPUs and
+``--max-concurrent`` allow), and :func:`run_remote` runs a function as a Ray task (the teacher stage).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -98,6 +101,37 @@ def check_trial_resources(cpus: float, gpus: float) -> dict[str, float]:
         raise UserError(f"--cpus-per-trial {cpus:g} is more than any node offers (the largest has "
                         f"{most_cpus:g} CPUs)")
     return total
+
+
+def _fits(node: dict[str, float], cpus: float, gpus: float) -> int:
+    """Trials of ``cpus`` CPUs and ``gpus`` GPUs one node holds at once (Ray packs fractions of a
+    GPU: 0.25 -> four trials per GPU)."""
+    counts = [math.floor(node.get("CPU", 0.0) / cpus + 1e-9)]
+    if gpus > 0:
+        counts.append(math.floor(node.get("GPU", 0.0) / gpus + 1e-9))
+    return max(0, min(counts))
+
+
+def packing(cpus: float, gpus: float, max_concurrent: int) -> dict[str, Any]:
+    """How the cluster's nodes hold the sweep's trials: ``per_node`` (trials each node fits),
+    ``fit`` (their sum), ``at_once`` (``fit`` capped by ``max_concurrent``) and
+    ``trials_per_gpu`` (``1 / gpus`` for a fraction of a GPU; None without GPUs)."""
+    per_node = [_fits(n, cpus, gpus) for n in node_resources()]
+    per_gpu = math.floor(1 / gpus + 1e-9) if 0 < gpus <= 1 else None
+    return {"per_node": per_node, "fit": sum(per_node), "at_once": min(sum(per_node), max_concurrent),
+            "trials_per_gpu": per_gpu, "cpus_per_trial": cpus, "gpus_per_trial": gpus,
+            "max_concurrent": max_concurrent}
+
+
+def packing_lines(p: dict[str, Any]) -> list[str]:
+    """The packing for the console, with a hint when ``--max-concurrent`` leaves room unused."""
+    gpu = f", {p['trials_per_gpu']} per GPU" if p["trials_per_gpu"] else ""
+    lines = [f"resources: {p['at_once']} trial(s) at once ({len(p['per_node'])} node(s) fit "
+             f"{'+'.join(map(str, p['per_node']))} at --cpus-per-trial {p['cpus_per_trial']:g} "
+             f"--gpus-per-trial {p['gpus_per_trial']:g}{gpu}; --max-concurrent {p['max_concurrent']})"]
+    if p["gpus_per_trial"] > 0 and p["max_concurrent"] < p["fit"]:
+        lines.append(f"hint: --max-concurrent {p['fit']} would fill every GPU share")
+    return lines
 
 
 def run_remote(fn, calls: list[tuple], *, num_cpus: float = 1, num_gpus: float = 0) -> list:

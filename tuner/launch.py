@@ -109,7 +109,10 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
                    help="also evaluate the (learning) teacher at each evaluation (teacher_eval_<m>)")
     r.add_argument("--cache-dir", default=None,
                    help="fine-tuned teacher cache (default $TUNER_CACHE_DIR, else the storage path)")
-    r.add_argument("--checkpoint-every", type=int, default=1, help="evaluations between trial checkpoints")
+    r.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="a trial checkpoint every N evaluations (default 1: a resumed or retried trial "
+                        "repeats no evaluation; N > 1 writes 1/N of the checkpoints, and a resumed trial "
+                        "repeats up to N - 1 evaluations' training)")
     r.add_argument("--max-failures", type=int, default=d["max_failures"],
                    help="retries of a failed trial (worker killed, out of memory, an exception) from its "
                         f"last checkpoint before it is ERROR (default {d['max_failures']})")

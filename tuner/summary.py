@@ -4,11 +4,13 @@ Summary JSON keys: ``sweep``, ``method``, ``task``, ``metric_name`` (the task's 
 ``metric_key`` (``eval_score``), ``best_metric``, ``best_config``, ``best_trial_id``,
 ``best_dev_metrics``, ``best_student`` (sizes, speed-up), ``best_student_path``, ``counts``
 (TERMINATED / ERROR / EARLY_STOPPED), ``trials`` (``trial_id``, ``config``, ``status``,
-``metrics`` (final metrics), ``error``, ``node_id``, ``path``), ``seeds`` (with ``--seeds``:
+``metrics`` (final metrics), ``error``, ``node_id``, ``gpu_ids``, ``path``), ``seeds`` (with ``--seeds``:
 ``seeds``, ``scores``, ``mean``, ``std``), ``mlflow_uri``, ``mlflow_experiment``,
 ``mlflow_experiment_id``, ``mlflow_parent_run_id``, ``storage_dir``, ``ray_address``,
 ``wall_seconds``; added by the sweep: ``interrupted`` (Ctrl-C left trials UNFINISHED or samples
-not started), ``not_started``, ``resume_command`` (when interrupted).
+not started), ``not_started``, ``resume_command`` (when interrupted), ``packing`` (trials per node
+and per GPU, :func:`tuner.cluster.packing`), ``time`` (where the wall time went and the fraction
+that trained, :mod:`tuner.timing`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import statistics
 import sys
 from typing import Any
 
-from trainables.trainable import EVALUATION, NODE, STUDENT_DIR
+from trainables.trainable import EVALUATION, GPU_IDS, NODE, STUDENT_DIR
 
-from tuner import tracking
+from tuner import timing, tracking
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
@@ -81,9 +83,11 @@ def collect_trials(results) -> list[dict[str, Any]]:
             "evaluations": m.get(EVALUATION, m.get("evaluations")),
             "error": _error_text(r.error) if errored else None,
             "node_id": m.get(NODE),
+            "gpu_ids": m.get(GPU_IDS),
             "path": r.path,
             "_checkpoint": r.checkpoint,
             "_resumable": saved not in _RAY_DONE,  # a resume continues it from its checkpoint
+            **timing.trial_times(m),
         })
     return sorted(trials, key=lambda t: str(t["trial_id"]))
 
@@ -209,6 +213,9 @@ def parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
         out[f"best_{k}"] = v
     out.update(summary.get("best_test_metrics") or {})
     out.update({k: v for k, v in summary["best_student"].items()})
+    for key, value in (summary.get("time") or {}).items():
+        if isinstance(value, (int, float)):
+            out[f"time_{key}"] = value
     seeds = summary.get("seeds") or {}
     if seeds.get("mean") is not None:
         out["seeds_mean_eval_score"] = seeds["mean"]
@@ -267,6 +274,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     for t in summary["trials"]:
         if t["status"] == tracking.STATUS_ERROR:
             lines.append(f"  errored trial {t['trial_id']}: {t['error']}")
+    if summary.get("time"):
+        lines.append(timing.format_breakdown(summary["time"]))
     lines.append(f"MLflow: experiment {summary['mlflow_experiment']!r} at {summary['mlflow_uri']} "
                  f"(parent run {summary['mlflow_parent_run_id']})")
     lines.append(f"results: {summary['storage_dir']}")

@@ -16,8 +16,10 @@ Scheduler ``asha`` (default for search: ASHA on ``eval_score`` with one evaluati
 unit, grace period ``grace_period`` evaluations) or ``fifo`` (default for a grid).
 
 Before any trial starts everything is checked (method, config, space, task data, cluster
-resources, tracking store) and the teacher is fine-tuned once, as a Ray task, into the teacher
-cache under the storage path (shared storage on a cluster), where every trial finds it. The
+resources, tracking store) and the teacher is fine-tuned once, as a Ray task with the cores the
+trials will use (:mod:`tuner.teacher_stage`), into the teacher cache under the storage path (shared
+storage on a cluster), where every trial finds it. The summary says where the wall time went
+(:mod:`tuner.timing`). The
 sweep's record (``distill_sweep.json``: spec, parent run, ...) is written next to Ray's
 experiment state, so :func:`run_sweep` with ``resume=True`` continues an interrupted sweep with
 ``Tuner.restore``: finished trials stay finished, unfinished ones continue from their last
@@ -39,7 +41,8 @@ from typing import Any
 from trainables.config import HPARAMS, DistillConfig, parse_assignments
 from trainables.errors import UserError, check_writable_dir
 
-from tuner import cluster, summary as summaries, tracking
+from tuner import cluster, summary as summaries, timing, tracking
+from tuner.teacher_stage import fine_tune_teachers
 
 RECORD_FILE = "distill_sweep.json"
 SUMMARY_FILE = "summary.json"
@@ -160,6 +163,9 @@ def _check_numbers(spec: SweepSpec) -> None:
         raise UserError(f"--cpus-per-trial must be > 0, got {spec.cpus_per_trial}")
     if spec.gpus_per_trial < 0:
         raise UserError(f"--gpus-per-trial must be >= 0, got {spec.gpus_per_trial}")
+    if spec.gpus_per_trial > 1 and not float(spec.gpus_per_trial).is_integer():
+        raise UserError(f"--gpus-per-trial {spec.gpus_per_trial:g} is neither a fraction of one GPU "
+                        f"(0 < g <= 1; 0.25 = four trials per GPU) nor a whole number of GPUs")
     if spec.scheduler_name not in SCHEDULERS:
         raise UserError(f"unknown scheduler {spec.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
     if spec.grace_period < 1:
@@ -172,6 +178,9 @@ def _check_numbers(spec: SweepSpec) -> None:
         raise UserError(f"--max-failures must be >= 0, got {spec.max_failures}")
     if spec.evals_per_epoch < 0:
         raise UserError(f"--evals-per-epoch must be >= 0, got {spec.evals_per_epoch}")
+    if spec.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be >= 1 (evaluations between checkpoints), "
+                        f"got {spec.checkpoint_every}")
 
 
 def _check_grid(grid: dict[str, list] | None) -> dict[str, list] | None:
@@ -249,52 +258,6 @@ def _check_student_layers(cfg: DistillConfig, grid: dict[str, list] | None, spac
     if depth is not None and max(values) > depth:
         raise UserError(f"student_layers={max(values)} is more than the {depth} layers of the teacher "
                         f"{cfg.teacher!r} (valid: 1..{depth})")
-
-
-# ---- the teacher stage ----------------------------------------------------------------------
-
-def _teacher_stage(config: dict[str, Any], threads: int) -> list[str]:
-    """Runs as a Ray task: fine-tune (or find cached) the teachers of ``config``."""
-    import torch
-
-    from trainables.teacher import resolve_teachers
-    from trainables.trainable import quiet_worker
-
-    quiet_worker()
-    torch.set_num_threads(max(1, threads))
-    return resolve_teachers(DistillConfig.from_dict(config))
-
-
-def fine_tune_teachers(configs: list[dict[str, Any]], spec: SweepSpec,
-                       resources: dict[str, float]) -> list[list[str]]:
-    """The teacher stage of every config (distinct settings fine-tuned once), as Ray tasks."""
-    from trainables.methods import get_method
-
-    if not get_method(spec.method).uses_teacher:
-        return [[] for _ in configs]
-    if spec.verbose:
-        print(f"teacher stage: {len(configs)} teacher setting(s), fine-tuned once and cached under "
-              f"{configs[0].get('cache_dir')} ...", flush=True)
-    started = time.time()
-    cpus = max(spec.cpus_per_trial, min(resources.get("max_node_CPU", 1.0),
-                                        spec.cpus_per_trial * spec.max_concurrent))
-    gpus = min(1.0, resources.get("max_node_GPU", 0.0)) if spec.gpus_per_trial > 0 else 0.0
-    paths = cluster.run_remote(_teacher_stage, [(c, int(cpus)) for c in configs], num_cpus=cpus, num_gpus=gpus)
-    if spec.verbose:
-        for teacher in (p for group in paths for p in group):
-            print(f"teacher ready ({time.time() - started:.0f}s): {teacher} {_teacher_metrics(teacher)}", flush=True)
-    return paths
-
-
-def _teacher_metrics(path: str) -> str:
-    from trainables.teacher import INFO_FILE
-
-    try:
-        with open(os.path.join(path, INFO_FILE)) as fh:
-            metrics = json.load(fh).get("dev_metrics", {})
-    except (OSError, ValueError):
-        return ""
-    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
 
 # ---- building and running the Tuner ----------------------------------------------------------
@@ -485,7 +448,7 @@ def _resume_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
 def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
     """Run (or with ``resume`` continue) a sweep; return its summary (also written to
     ``<storage>/<name>/summary.json`` and ``spec.output_json``)."""
-    started = time.time()
+    watch = timing.Stopwatch()
     record: dict[str, Any] = {}
     if resume:
         spec, record = _resume_spec(spec)
@@ -499,8 +462,13 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
     prep = prepare(spec)
     tracking.check_tracking_uri(prep.tracking_uri)
 
+    ray_started = time.perf_counter()
     with cluster.connect(spec.address) as conn:
+        watch.mark("ray_start", ray_started)
         resources = cluster.check_trial_resources(spec.cpus_per_trial, spec.gpus_per_trial)
+        packing = cluster.packing(spec.cpus_per_trial, spec.gpus_per_trial, spec.max_concurrent)
+        if spec.verbose:
+            print("\n".join(cluster.packing_lines(packing)), flush=True)
         experiment_id = tracking.ensure_experiment(prep.tracking_uri, spec.experiment)
         if record.get("parent_run_id"):
             parent_run_id = record["parent_run_id"]
@@ -509,7 +477,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 record = {**{k: v for k, v in record.items() if k != "spec"}, "tracking_uri": prep.tracking_uri}
                 _write_record(spec, **record)
         else:
-            teacher_paths = fine_tune_teachers([prep.base], spec, resources)[0]
+            with watch.stage("teacher_stage"):
+                teacher_paths = fine_tune_teachers([prep.base], spec, resources)[0]
             parent_run_id = tracking.start_parent_run(
                 prep.tracking_uri, experiment_id, spec.name, spec.method, str(prep.base["task"]),
                 tags=spec.tags, params=_parent_params(prep, spec))
@@ -519,7 +488,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                       "space": prep.space.describe() if prep.space else None}
             _write_record(spec, **record)
         try:
-            results = _fit(prep, spec, parent_run_id, experiment_id, restore=resume)
+            with watch.stage("trials"):
+                results = _fit(prep, spec, parent_run_id, experiment_id, restore=resume)
             trials = summaries.collect_trials(results)
             best = summaries.best_trial(trials)
             student_path = None
@@ -535,12 +505,15 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             summaries.prune_engine_states(trials)
             seeds = None
             if spec.seeds and best is not None and not interrupted:
-                seeds = _seed_reruns(prep, spec, best, parent_run_id, experiment_id, resources)
+                with watch.stage("seed_reruns"):
+                    seeds = _seed_reruns(prep, spec, best, parent_run_id, experiment_id, resources)
             summary = summaries.build_summary(
                 spec, prep, trials, best, student_path=student_path, parent_run_id=parent_run_id,
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
-                wall_seconds=time.time() - started)
+                wall_seconds=watch.elapsed())
             summary["interrupted"] = interrupted
+            summary["packing"] = packing
+            summary["time"] = timing.breakdown(watch, trials, packing["at_once"])
             summary["not_started"] = max(0, expected_trials(spec, prep) - len(trials))
             summary["resume_command"] = resume_command(spec) if interrupted else None
             if interrupted:

@@ -73,7 +73,7 @@ STATUS_UNFINISHED = "UNFINISHED"
 MODEL_PARAMS = MODEL_KEYS
 SIZE_METRICS = ("student_params", "teacher_params", "student_layers", "teacher_layers")
 #: final metrics of a trial run (plus ``best_eval_<m>`` for each task metric); eval_score is last
-FINAL_METRICS = ("best_eval_score", "train_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
+FINAL_METRICS = ("best_eval_score", "train_seconds", "step_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
                  "student_layers", "teacher_layers", "param_ratio", "speedup", "student_infer_seconds",
                  "teacher_infer_seconds", "eval_score")
 
