@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis import time_to_quality as ttq
 from analysis.store import Store, metric_column, score_column, task_metrics
 from trainables.config import HPARAMS
 from trainables.errors import UserError, check_writable_dir, exit_on_user_error
@@ -141,6 +142,8 @@ def markdown_table(table: pd.DataFrame, task: str | None) -> str:
     primary = next(c[:-len("_best")] for c in table.columns if c.endswith("_best"))
     header = ["Method", "#Params", "Teacher/student params", "Speed-up", *metrics, f"best {primary}",
               "Seeds", "Runs", "Train time", "ms/step", "Peak mem"]
+    if ttq.COLUMN in table:
+        header.append("To KD's best")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in table.iterrows():
         cells = [str(r["method"]), format_count(r.get("student_params", np.nan)),
@@ -151,6 +154,8 @@ def markdown_table(table: pd.DataFrame, task: str | None) -> str:
                  _seconds(r.get("train_seconds", np.nan)),
                  f"{r['step_ms']:.0f}" if not pd.isna(r.get("step_ms", np.nan)) else "–",
                  f"{r['peak_mem_mb'] / 1024:.2f} GB" if not pd.isna(r.get("peak_mem_mb", np.nan)) else "–"]
+        if ttq.COLUMN in table:
+            cells.append(ttq.format_seconds(r[ttq.COLUMN]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -170,7 +175,8 @@ def write_outputs(table: pd.DataFrame, out_dir: str, *, task: str, experiment: s
                  "over the seeds (Seeds = n); otherwise its best single run. `best` is the method's best "
                  "single run. #Params: student; Speed-up: measured teacher/student inference time; ms/step: "
                  "median training step (evaluation excluded); Peak mem: peak GPU memory allocated, or "
-                 "the training process's peak RSS on CPU.\n\n"
+                 "the training process's peak RSS on CPU; To KD's best: training seconds (evaluation "
+                 "excluded) the method's best trial took to first reach KD's best dev score.\n\n"
                  f"{md}\n")
     plotted = plots.comparison_bars(table, paths["png"], value=f"{primary}_mean", error=f"{primary}_std",
                                     ylabel=f"dev {primary}", title=f"{task}: dev {primary} by method "
@@ -211,6 +217,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     runs = store.runs(args.task, method=split_list(args.methods), sweep=args.sweep,
                       exclude_studies=not args.include_studies)
     table = compare_table(runs, args.task)
+    table = ttq.add_column(table, store, task_metrics(args.task, runs)[0])
     out = write_outputs(table, out_dir, task=args.task,
                         experiment=store.experiment, uri=store.uri)
     print(out["markdown"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analysis import importance
-from tests.analysis_fill import Filler
+from analysis_fill import Filler
 from trainables.errors import UserError
 
 
