@@ -92,6 +92,11 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     g.add_argument("--no-defaults-first", dest="defaults_first", action="store_false",
                    help="do not run the config defaults as the first trial (by default they do, as a "
                         "baseline for TPE and ASHA)")
+    g.add_argument("--study-storage", default=None, metavar="URI",
+                   help="keep the Optuna study in this database (sqlite:///optuna.db, postgresql://...) "
+                        "so a later sweep with the same --study-name continues it (not the MLflow file)")
+    g.add_argument("--study-name", default=None,
+                   help="the persistent study's name (default <method>-<task>)")
     g.add_argument("--seeds", type=int, default=0,
                    help="re-run the best config with N more seeds and report mean ± std")
     r = p.add_argument_group("resources")
@@ -171,7 +176,8 @@ def spec_from_args(args: argparse.Namespace):
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         evals_per_epoch=args.evals_per_epoch, checkpoint_every=args.checkpoint_every,
         max_failures=args.max_failures,
-        search_seed=args.search_seed, defaults_first=args.defaults_first, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
+        search_seed=args.search_seed, defaults_first=args.defaults_first,
+        study_storage=args.study_storage, study_name=args.study_name, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
         experiment=args.experiment, storage_path=args.storage_path, name=args.name, address=args.address,
         tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1)
 

@@ -78,6 +78,8 @@ class SweepSpec:
     max_failures: int = 1                 # retries of a failed trial (from its last checkpoint)
     search_seed: int = 0
     defaults_first: bool = True           # the first trial runs the config defaults (a baseline)
+    study_storage: str | None = None      # Optuna RDB URL: continue the study across sweeps
+    study_name: str | None = None         # default <method>-<task> (with study_storage)
     seeds: int = 0                        # re-run the best config with this many seeds
     mlflow_uri: str | None = None         # default sqlite:///<cwd>/mlflow.db
     experiment: str = tracking.DEFAULT_EXPERIMENT
@@ -149,6 +151,14 @@ def normalise(spec: SweepSpec) -> SweepSpec:
     if "/" in spec.name or spec.name in (".", ".."):
         raise UserError(f"--name {spec.name!r} must be a plain folder name")
     spec.mlflow_uri = tracking.resolve_tracking_uri(spec.mlflow_uri)
+    if spec.study_storage:
+        from tuner import study_storage
+
+        if spec.grid:
+            raise UserError("--study-storage keeps an Optuna search's study; a --grid sweep has none")
+        spec.study_storage = study_storage.check(spec.study_storage, spec.mlflow_uri)
+        spec.study_name = spec.study_name or study_storage.default_name(spec.method, spec.task)
+        study_storage.open_storage(spec.study_storage)  # a bad URL fails here, before Ray starts
     if spec.output_json:
         spec.output_json = os.path.abspath(spec.output_json)
     return spec
@@ -322,10 +332,18 @@ def _new_tuner(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_i
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     startup = max(2, min(10, spec.num_samples // 2))
     sampler = optuna.samplers.TPESampler(seed=spec.search_seed, n_startup_trials=startup)
-    points = [default_point(prep)] if spec.defaults_first else None
+    storage = persisted = None
+    if spec.study_storage:  # a continued study: TPE starts from every earlier trial
+        from tuner import study_storage
+
+        storage = study_storage.open_storage(spec.study_storage)
+        persisted = study_storage.finished_trials(storage, spec.study_name)
+    # the defaults baseline only opens a study (a continued one has its baseline already)
+    points = [default_point(prep)] if spec.defaults_first and not persisted else None
     # a define-by-run space ignores TuneConfig's metric: the searcher is given it too
     searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=METRIC, mode="max", sampler=sampler,
-                                               points_to_evaluate=[p for p in points or [] if p] or None),
+                                               points_to_evaluate=[p for p in points or [] if p] or None,
+                                               storage=storage, study_name=spec.study_name if storage else None),
                                   max_concurrent=spec.max_concurrent)
     tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                   trial_dirname_creator=trial_dirname,
@@ -513,6 +531,12 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 wall_seconds=watch.elapsed())
             summary["interrupted"] = interrupted
             summary["packing"] = packing
+            if spec.study_storage:
+                from tuner import study_storage
+
+                summary["optuna_study"] = {"name": spec.study_name, "storage": spec.study_storage,
+                                           "complete_trials": study_storage.finished_trials(
+                                               study_storage.open_storage(spec.study_storage), spec.study_name)}
             summary["time"] = timing.breakdown(watch, trials, packing["at_once"])
             summary["not_started"] = max(0, expected_trials(spec, prep) - len(trials))
             summary["resume_command"] = resume_command(spec) if interrupted else None
