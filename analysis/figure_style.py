@@ -8,11 +8,11 @@
   can be, 5 % of the span below the lowest value) and end at 1 when every value is at most 1 (else
   at the highest value), plus a fixed 8 % headroom for labels. The teacher's reference line counts
   as a value, so it is always in view. No axis starts at a value chosen to magnify differences.
-* The fine-tuned teacher's score is a dashed black horizontal line, labelled with its value
-  (:func:`teacher_lines`).
-* Series (methods, curves) differ in colour, marker and line style, and the points of the i-th of
-  k series are shifted horizontally by ``(i - (k - 1) / 2) * 4`` points (:func:`dodge`), so lines
-  that coincide stay visible.
+* The fine-tuned teacher's score is a dashed black horizontal line, labelled with its value in the
+  legend (:func:`teacher_lines`). Legends sit right of the axes, over no data.
+* Series (methods, curves) differ in colour, marker (hollow for every other series) and line
+  style, and the points of the i-th of k series are shifted horizontally by
+  ``(i - (k - 1) / 2) * 6`` points (:func:`dodge`), so lines that coincide stay visible.
 * Spread: error bars (±1 sample std, ddof=1) only at points with two or more seeds
   (:func:`error_bars`); one seed shows the value alone.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.transforms import Transform, blended_transform_factory, offset_copy
+from matplotlib.transforms import Transform, offset_copy
 
 FORMATS = ("png", "pdf")
 DPI = 150
@@ -40,7 +40,7 @@ HEADROOM = 0.08
 #: room below the lowest value when a score is negative
 NEGATIVE_MARGIN = 0.05
 #: horizontal distance between neighbouring series' points, in typographic points
-DODGE_POINTS = 4.0
+DODGE_POINTS = 6.0
 TEACHER_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
 TEACHER_LABEL = "teacher"
 
@@ -67,6 +67,20 @@ def dodge(ax: Axes, i: int, k: int) -> Transform:
     return offset_copy(ax.transData, fig=ax.figure, x=shift, y=0.0, units="points")
 
 
+def plot_series(ax: Axes, x, y, i: int, k: int, *, label: str, dodged: bool = True, **kw):
+    """The i-th of k series as a line with its own colour, marker (hollow for odd i) and line
+    style, shifted by :func:`dodge` when ``dodged``; returns the line and its transform."""
+    style = {**series_style(i), "markersize": 6, **kw}
+    if i % 2:
+        style.setdefault("markerfacecolor", "white")
+    transform = dodge(ax, i, k) if dodged else ax.transData
+    line, = ax.plot(x, y, label=label, transform=transform, **style)
+    # a shifted transform hides the points from autoscaling: add them in data coordinates
+    ax.update_datalim(np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]))
+    ax.autoscale_view()
+    return line, transform
+
+
 def score_limits(values: Iterable[float]) -> tuple[float, float]:
     """The y range of a score axis holding ``values`` (the rule in the module docstring)."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
@@ -85,14 +99,11 @@ def set_score_axis(ax: Axes, values: Iterable[float], label: str) -> None:
 
 def teacher_lines(ax: Axes, teachers: Sequence | None) -> list:
     """A dashed horizontal line per teacher reference (objects with ``value`` and ``label``, or
-    ``(label, value)`` pairs), labelled with its value in the legend and at the right end."""
+    ``(label, value)`` pairs), labelled ``<label>: <value>`` in the legend."""
     drawn = []
     for ref in teachers or ():
         label, value = (ref.label, ref.value) if hasattr(ref, "value") else ref
-        text = f"{label}: {value:.4g}"
-        drawn.append(ax.axhline(value, label=text, zorder=1.5, **TEACHER_STYLE))
-        ax.text(0.995, value, text, transform=blended_transform_factory(ax.transAxes, ax.transData),
-                ha="right", va="bottom", fontsize=8, color=TEACHER_STYLE["color"])
+        drawn.append(ax.axhline(value, label=f"{label}: {value:.4g}", zorder=1.5, **TEACHER_STYLE))
     return drawn
 
 

@@ -280,7 +280,7 @@ def write_outputs(results: pd.DataFrame, out_dir: str, *, prefix: str = "reprodu
     with open(paths["md"], "w") as fh:
         fh.write(md)
     plotted = bar_chart(table, [paths["png"], paths["pdf"]],
-                        title="mean ± std over seeds, dashed: teacher")
+                        title="mean over seeds, ±1 std where n ≥ 2; dashed: teacher")
     return {"paths": paths, "table": table, "markdown": md, "plotted": plotted}
 
 

@@ -38,7 +38,7 @@ def comparison_figure(table: pd.DataFrame, *, value: str, error: str, n: str = "
                       label: str = "method", ylabel: str = "dev score", title: str = "",
                       teachers=None):
     """One bar per method at ``value``; an error bar of ``error`` where the method has two or more
-    seeds; ``n=k`` above each bar; the teacher's reference line(s)."""
+    seeds; ``(n=k)`` under each method's name; the teacher's reference line(s)."""
     data = _require(table, [value], title or "the comparison")
     plotted = pd.DataFrame({"method": data[label].astype(str).to_numpy(),
                             "value": data[value].astype(float).to_numpy(),
@@ -49,12 +49,9 @@ def comparison_figure(table: pd.DataFrame, *, value: str, error: str, n: str = "
     ax.bar(x, plotted["value"], color=fs.COLOURS[0], alpha=0.8, zorder=2)
     fs.error_bars(ax, x, plotted["value"], plotted["error"], plotted["n"], color="black")
     several = (plotted["n"] >= 2).to_numpy()
-    for xi, (v, e, k) in enumerate(zip(plotted["value"], plotted["error"], plotted["n"])):
-        top = v + e if several[xi] else v
-        ax.annotate(f"n={k}", (xi, top), textcoords="offset points", xytext=(0, 3), ha="center",
-                    fontsize=8)
     fs.teacher_lines(ax, teachers)
-    ax.set_xticks(x, plotted["method"], rotation=20 if len(plotted) > 4 else 0)
+    ax.set_xticks(x, [f"{m}\n(n={k})" for m, k in zip(plotted["method"], plotted["n"])],
+                  rotation=20 if len(plotted) > 4 else 0)
     tops = np.where(several, plotted["value"] + plotted["error"], plotted["value"])
     lows = np.where(several, plotted["value"] - plotted["error"], plotted["value"])
     fs.set_score_axis(ax, [*tops, *lows, *fs.teacher_values(teachers)], ylabel)
@@ -87,10 +84,8 @@ def sensitivity_figure(points: pd.DataFrame, *, x: str = "value", value: str = "
     methods = list(dict.fromkeys(agg.sort_values("method")["method"]))
     for i, method in enumerate(methods):
         g = agg[agg["method"] == method].sort_values(x)
-        style = fs.series_style(i)
-        shifted = fs.dodge(ax, i, len(methods))
-        ax.plot(g[x], g["mean"], label=method, transform=shifted, markersize=6, **style)
-        fs.error_bars(ax, g[x], g["mean"], g["std"], g["n"], transform=shifted, color=style["color"])
+        line, shifted = fs.plot_series(ax, g[x], g["mean"], i, len(methods), label=method)
+        fs.error_bars(ax, g[x], g["mean"], g["std"], g["n"], transform=shifted, color=line.get_color())
     fs.teacher_lines(ax, teachers)
     xs = sorted(agg[x].unique())
     ax.set_xticks(xs, [tick_labels.get(v, f"{v:g}") if tick_labels else f"{v:g}" for v in xs],
@@ -132,9 +127,8 @@ def step_figure(curves: pd.DataFrame, *, columns: dict[str, str], ylabel: str, t
     axes = axes if split else [axes] * len(present)
     for i, (col, ax) in enumerate(zip(present, axes)):
         d = data[["step", col]].dropna()
-        shifted = ax.transData if split else fs.dodge(ax, i, len(present))
-        ax.plot(d["step"], d[col], label=columns[col], markersize=4, transform=shifted,
-                markevery=max(1, len(d) // 20), **fs.series_style(i))
+        fs.plot_series(ax, d["step"], d[col], i, len(present), label=columns[col], dodged=not split,
+                       markersize=4, markevery=max(1, len(d) // 20))
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_ylabel(columns[col] if split else ylabel)
@@ -197,7 +191,7 @@ def grouped_figure(table: pd.DataFrame, *, teacher: str = "teacher", title: str 
             if ref.empty or pd.isna(ref.iloc[0].get(f"{key}_mean", np.nan)):
                 continue
             value = float(ref.iloc[0][f"{key}_mean"])
-            ax.hlines(value, g - 0.45, g + 0.45, label=f"{teacher} (dashed)" if g == 0 else None,
+            ax.hlines(value, g - 0.45, g + 0.45, label=teacher if g == 0 else None,
                       colors=fs.TEACHER_STYLE["color"], linestyles=fs.TEACHER_STYLE["linestyle"],
                       linewidth=fs.TEACHER_STYLE["linewidth"], zorder=3)
             ax.annotate(f"{value:.4g}", (g + 0.45, value), textcoords="offset points", xytext=(0, 2),
