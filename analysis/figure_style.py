@@ -34,7 +34,8 @@ DPI = 150
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
            "tab:olive", "tab:cyan", "tab:gray")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-LINESTYLES = ("-", "--", "-.", ":")
+#: solid, dash-dot, dotted, dash-dot-dot: plain dashes are the teacher's reference line alone
+LINESTYLES = ("-", "-.", ":", (0, (3, 1, 1, 1, 1, 1)))
 #: headroom above the highest tick of a score axis, as a fraction of its span
 HEADROOM = 0.08
 #: room below the lowest value when a score is negative
@@ -42,7 +43,6 @@ NEGATIVE_MARGIN = 0.05
 #: horizontal distance between neighbouring series' points, in typographic points
 DODGE_POINTS = 6.0
 TEACHER_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
-TEACHER_LABEL = "teacher"
 
 
 def new_figure(width: float = 6.4, height: float = 4.2, rows: int = 1, sharex: bool = False):

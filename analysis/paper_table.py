@@ -234,7 +234,8 @@ def caption(baseline: str = BASELINE, extra: str = "") -> str:
             f"than 2 seeds pair up (p), or the differences do not vary (p). #Params: of the row's model; "
             f"Speed-up: measured teacher/student inference time. Figure: bars = mean, error bars = ±1 "
             f"std (ddof=1) where n ≥ 2, dashed line = teacher (value written beside it); the y axis "
-            f"starts at 0 (below 0 only for a negative value) and reaches 1." + (f" {extra}" if extra else ""))
+            f"starts at 0 (below 0 only for a negative value) and ends at 1, the score's ceiling."
+            + (f" {extra}" if extra else ""))
 
 
 def markdown(table: pd.DataFrame, baseline: str = BASELINE, title: str = "Method comparison",
