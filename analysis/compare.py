@@ -3,7 +3,9 @@
     python -m analysis.compare --task sst2 [--mlflow-uri URI] [--experiment NAME] [--out DIR]
 
 Writes ``compare.md`` (the table), ``compare.csv`` (the same numbers, unformatted) and
-``compare.png`` (bar chart with error bars) into ``--out`` and prints the table.
+``compare.png`` / ``compare.pdf`` (bar chart: ±1 std error bars for methods with several seeds, the
+fine-tuned teacher's dev score as a dashed reference line where it is known, see
+:mod:`analysis.teacher_ref`; ``--teacher-score`` gives it) into ``--out`` and prints the table.
 
 Which runs make a method's row (the rule, applied to each method's successful trial runs on the
 task; sensitivity-study runs are left out unless ``--include-studies``):
@@ -32,7 +34,9 @@ import pandas as pd
 
 from analysis import plots
 from analysis import time_to_quality as ttq
+from analysis.figure_style import figure_paths
 from analysis.store import Store, metric_column, score_column, task_metrics
+from analysis.teacher_ref import teacher_scores
 from trainables.config import HPARAMS
 from trainables.errors import UserError, check_writable_dir, exit_on_user_error
 
@@ -160,12 +164,15 @@ def markdown_table(table: pd.DataFrame, task: str | None) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(table: pd.DataFrame, out_dir: str, *, task: str, experiment: str, uri: str) -> dict:
-    """compare.md, compare.csv and compare.png in ``out_dir``; returns their paths and the
-    plotted data."""
+def write_outputs(table: pd.DataFrame, out_dir: str, *, task: str, experiment: str, uri: str,
+                  teachers: list | None = None) -> dict:
+    """compare.md, compare.csv, compare.png and compare.pdf in ``out_dir``; returns their paths,
+    the plotted data and the teacher reference lines drawn (``teachers``, see
+    :func:`analysis.teacher_ref.teacher_scores`)."""
     os.makedirs(out_dir, exist_ok=True)
     primary, _ = task_metrics(task, pd.DataFrame())
-    paths = {name: os.path.join(out_dir, f"compare.{name}") for name in ("md", "csv", "png")}
+    paths = {name: os.path.join(out_dir, f"compare.{name}") for name in ("md", "csv")}
+    paths.update({os.path.splitext(p)[1][1:]: p for p in figure_paths(os.path.join(out_dir, "compare"))})
     table.to_csv(paths["csv"], index=False)
     md = markdown_table(table, task)
     with open(paths["md"], "w") as fh:
@@ -178,10 +185,12 @@ def write_outputs(table: pd.DataFrame, out_dir: str, *, task: str, experiment: s
                  "the training process's peak RSS on CPU; To KD's best: training seconds (evaluation "
                  "excluded) the method's best trial took to first reach KD's best dev score.\n\n"
                  f"{md}\n")
+    spread = ("mean ± std over seeds where n ≥ 2, else the best run" if (table["n_seeds"] >= 2).any()
+              else "the best run of each method, one seed")
     plotted = plots.comparison_bars(table, paths["png"], value=f"{primary}_mean", error=f"{primary}_std",
-                                    ylabel=f"dev {primary}", title=f"{task}: dev {primary} by method "
-                                    "(mean ± std over seeds)")
-    return {"paths": paths, "markdown": md, "plotted": plotted}
+                                    ylabel=f"dev {primary}", title=f"{task}: dev {primary} by method ({spread})",
+                                    teachers=teachers)
+    return {"paths": paths, "markdown": md, "plotted": plotted, "teachers": list(teachers or [])}
 
 
 # ---- CLI ------------------------------------------------------------------------------------------
@@ -196,7 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--include-studies", action="store_true",
                         help="also count sensitivity-study runs")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<task>)")
+    add_teacher_score_arg(parser)
     return parser
+
+
+def add_teacher_score_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher-score", type=float, default=None, metavar="VALUE",
+                        help="the fine-tuned teacher's dev score on the plotted metric, drawn as the "
+                             "reference line (default: read from the sweep run or the teacher's "
+                             "teacher_info.json when recorded; none: no line)")
+
+
+def chosen_runs(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The runs that make the table's rows."""
+    ids = {i for text in table.get("run_ids", pd.Series(dtype=str)).dropna() for i in text.split(";")}
+    return runs[runs["run_id"].isin(ids)]
 
 
 def add_store_args(parser: argparse.ArgumentParser) -> None:
@@ -217,9 +240,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     runs = store.runs(args.task, method=split_list(args.methods), sweep=args.sweep,
                       exclude_studies=not args.include_studies)
     table = compare_table(runs, args.task)
-    table = ttq.add_column(table, store, task_metrics(args.task, runs)[0])
+    primary, _ = task_metrics(args.task, runs)
+    table = ttq.add_column(table, store, primary)
+    teachers = teacher_scores(store, chosen_runs(runs, table), primary, given=args.teacher_score)
     out = write_outputs(table, out_dir, task=args.task,
-                        experiment=store.experiment, uri=store.uri)
+                        experiment=store.experiment, uri=store.uri, teachers=teachers)
     print(out["markdown"])
     print("\nwrote " + ", ".join(out["paths"].values()))
     return table

@@ -6,14 +6,18 @@
 With ``--method`` the run is the best successful trial of that method that has curves (on
 ``--task`` if given): for meta-adaptive-kd any trial, for other methods a trial run with
 ``eval_teacher=true``; sensitivity-study runs only when the method has no other such trial.
-Writes, for each figure the run has data for, a PNG and the CSV of its plotted data:
+Writes, for each figure the run has data for, a PNG, a PDF and the CSV of its plotted data:
 
 * ``dynamics-<method>-<run>-alpha-beta.png``: meta-adaptive-kd's loss weights α and β against the
   step (per step from the ``step_logs.csv`` artifact; else the per-evaluation means
   ``train_alpha``/``train_beta``);
 * ``dynamics-<method>-<run>-teacher-student.png``: the teacher's and the student's dev primary
   metric against the step on one figure (runs with ``eval_teacher=true``: the meta methods'
-  teacher learns, and its own accuracy may fall while the student's rises).
+  teacher learns, and its own accuracy may fall while the student's rises), with the fine-tuned
+  teacher's dev score as a dashed reference line where it is known (:mod:`analysis.teacher_ref`;
+  ``--teacher-score`` gives it).
+
+Finding nothing to plot (no store, experiment, run or curves) is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import sys
 import pandas as pd
 
 from analysis import plots
-from analysis.compare import add_store_args
+from analysis.compare import add_store_args, add_teacher_score_arg
+from analysis.figure_style import figure_paths
 from analysis.store import ARTIFACT_STEP_LOGS, Store, best_run, task_metrics
+from analysis.teacher_ref import teacher_scores
 from trainables.errors import UserError, exit_on_user_error
 
 ALPHA_BETA_METHOD = "meta-adaptive-kd"
@@ -58,8 +64,14 @@ def teacher_student_curves(store: Store, run_id: str, primary: str = "score") ->
     return None
 
 
-def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
-    """Every dynamics figure ``run_id`` has data for: ``{figure: {"png", "csv", "data"}}``."""
+def _files(prefix: str, figure: str) -> dict[str, str]:
+    files = {os.path.splitext(p)[1][1:]: p for p in figure_paths(f"{prefix}-{figure}")}
+    return {**files, "csv": f"{prefix}-{figure}.csv"}
+
+
+def plot_run(store: Store, run_id: str, out_dir: str, teacher_score: float | None = None) -> dict[str, dict]:
+    """Every dynamics figure ``run_id`` has data for: ``{figure: {"png", "pdf", "csv", "data"}}``
+    (the teacher-student figure also ``"teachers"``: its reference lines)."""
     row = store.run(run_id)
     method, task = row.get("method"), row.get("task")
     primary, _ = task_metrics(task, pd.DataFrame())
@@ -67,17 +79,20 @@ def plot_run(store: Store, run_id: str, out_dir: str) -> dict[str, dict]:
     out = {}
     ab = alpha_beta_curves(store, run_id)
     if ab is not None:
-        png = f"{prefix}-alpha-beta.png"
-        data = plots.step_curves(ab, png, columns={"alpha": "α (distillation weight)",
-                                                   "beta": "β (task-loss weight)"},
+        files = _files(prefix, "alpha-beta")
+        data = plots.step_curves(ab, files["png"], columns={"alpha": "α (distillation weight)",
+                                                            "beta": "β (task-loss weight)"},
                                  ylabel="loss weight", title=f"{method} on {task}: α and β", panels=True)
-        out["alpha-beta"] = {"png": png, "csv": f"{prefix}-alpha-beta.csv", "data": data}
+        out["alpha-beta"] = {**files, "data": data}
     ts = teacher_student_curves(store, run_id, primary)
     if ts is not None:
-        png = f"{prefix}-teacher-student.png"
-        data = plots.step_curves(ts, png, columns={"teacher": "teacher", "student": "student"},
-                                 ylabel=f"dev {primary}", title=f"{method} on {task}: teacher and student")
-        out["teacher-student"] = {"png": png, "csv": f"{prefix}-teacher-student.csv", "data": data}
+        files = _files(prefix, "teacher-student")
+        teachers = teacher_scores(store, row.to_frame().T, primary, given=teacher_score)
+        data = plots.step_curves(ts, files["png"], columns={"teacher": "teacher (during training)",
+                                                            "student": "student"},
+                                 ylabel=f"dev {primary}", title=f"{method} on {task}: teacher and student",
+                                 score=True, teachers=[(f"fine-tuned {t.label}", t.value) for t in teachers])
+        out["teacher-student"] = {**files, "data": data, "teachers": teachers}
     if not out:
         raise UserError(f"run {run_id} ({method} on {task}) has no training dynamics to plot: α/β curves "
                         f"come from meta-adaptive-kd runs ({ARTIFACT_STEP_LOGS} or train_alpha/train_beta), "
@@ -110,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, help="with --method: only runs of this task")
     add_store_args(parser)
     parser.add_argument("--out", default=None, help="output folder (default: reports/dynamics)")
+    add_teacher_score_arg(parser)
     return parser
 
 
@@ -124,9 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
     if run_id is None:
         run_id = pick_run(store, args.method, args.task)
         print(f"best {args.method} trial with curves in experiment {store.experiment!r}: run {run_id}")
-    out = plot_run(store, run_id, args.out or os.path.join("reports", "dynamics"))
+    out = plot_run(store, run_id, args.out or os.path.join("reports", "dynamics"), args.teacher_score)
     for fig in out.values():
-        print(f"wrote {fig['png']}, {fig['csv']}")
+        print("wrote " + ", ".join(fig[k] for k in ("png", "pdf", "csv")))
     return out
 
 

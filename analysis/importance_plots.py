@@ -1,6 +1,6 @@
 """The figures of :mod:`analysis.importance`: importances as bars, and the score against each
-searched hyperparameter (slice plots). Each is written as PNG and PDF; the functions return the
-paths they wrote."""
+searched hyperparameter (slice plots), in the project's figure style (:mod:`analysis.figure_style`:
+PNG and PDF, titles that fit, the score-axis rule); the functions return the paths they wrote."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import os
 
 from matplotlib.figure import Figure
 
+from analysis.figure_style import save_figure, set_score_axis
+
 
 def _save(fig: Figure, out_dir: str, stem: str) -> list[str]:
-    os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, f"{stem}.{ext}") for ext in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=120)
-    return paths
+    return save_figure(fig, os.path.join(out_dir, stem))
 
 
 def importance_figure(result: dict, out_dir: str) -> list[str]:
@@ -58,7 +56,7 @@ def slices_figure(result: dict, out_dir: str) -> list[str]:
         elif getattr(dist, "log", False):
             ax.set_xscale("log")
         ax.set_xlabel(f"{name} (importance {result['importances'][name]:.2f})")
-        ax.set_ylabel(result["score"])
+        set_score_axis(ax, [t.value for t in study.trials], result["score"])
         ax.grid(alpha=0.3)
     for ax in axes[len(names):]:
         ax.set_visible(False)

@@ -233,8 +233,9 @@ def caption(baseline: str = BASELINE, extra: str = "") -> str:
             f"p-value of a two-sided paired t-test ({TEST_NAME}); n/a when {baseline} was not run or fewer "
             f"than 2 seeds pair up (p), or the differences do not vary (p). #Params: of the row's model; "
             f"Speed-up: measured teacher/student inference time. Figure: bars = mean, error bars = ±1 "
-            f"std (ddof=1), dashed line = teacher; the y axis starts at 0 (below 0 only for a negative "
-            f"value)." + (f" {extra}" if extra else ""))
+            f"std (ddof=1) where n ≥ 2, dashed line = teacher (value written beside it); the y axis "
+            f"starts at 0 (below 0 only for a negative value) and ends at 1, the score's ceiling."
+            + (f" {extra}" if extra else ""))
 
 
 def markdown(table: pd.DataFrame, baseline: str = BASELINE, title: str = "Method comparison",
@@ -248,64 +249,18 @@ def markdown(table: pd.DataFrame, baseline: str = BASELINE, title: str = "Method
 # ---- the figure -----------------------------------------------------------------------------------
 
 def bar_chart(table: pd.DataFrame, paths: list[str], title: str = "") -> pd.DataFrame:
-    """Grouped bars, one panel per task: a group per (split, metric), a bar per method at its
-    mean with a ±1 std error bar (ddof=1; none for n = 1), the teacher's mean as a dashed line
-    over the group. The y axis starts at 0 (below 0 only for a negative value). Returns the
-    plotted bars (task, group, method, mean, std, n)."""
-    from matplotlib.figure import Figure
+    """Grouped bars, one panel per task (:func:`analysis.plots.grouped_figure`: a group per
+    (split, metric), a bar per method at its mean with a ±1 std error bar (ddof=1) where it has two
+    or more seeds, the teacher's mean as a dashed line over the group), written to every path in
+    ``paths`` and, beside each, in the other figure formats (PNG and PDF). The y axis follows the
+    score-axis rule of :mod:`analysis.figure_style` (from 0; below 0 only for a negative value).
+    Returns the plotted bars (task, group, method, mean, std, n)."""
+    from analysis import figure_style, plots
 
-    tasks = _ordered(table["task"])
-    fig = Figure(figsize=(max(5.0, 2.2 + 1.6 * max(1, _max_groups(table))), 3.6 * len(tasks)),
-                 layout="constrained")
-    axes = np.atleast_1d(fig.subplots(len(tasks), 1, squeeze=False).ravel())
-    plotted = []
-    cmap = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
-    for ax, task in zip(axes, tasks):
-        t = table[table["task"] == task]
-        keys = [c[:-len("_mean")] for c in t.columns if c.endswith("_mean") and t[c].notna().any()]
-        students = t[t["method"] != TEACHER]
-        teacher = t[t["method"] == TEACHER]
-        width = 0.8 / max(1, len(students))
-        low, high = 0.0, 0.0
-        for i, (_, r) in enumerate(students.iterrows()):
-            xs, means, errs = [], [], []
-            for g, key in enumerate(keys):
-                mean = r[f"{key}_mean"]
-                if pd.isna(mean):
-                    continue
-                std = r[f"{key}_std"]
-                err = 0.0 if pd.isna(std) else float(std)
-                xs.append(g - 0.4 + width * (i + 0.5))
-                means.append(float(mean))
-                errs.append(err)
-                low, high = min(low, mean - err), max(high, mean + err)
-                plotted.append({"task": task, "group": key, "method": r["method"], "mean": float(mean),
-                                "std": err, "n": int(r[f"{key}_n"])})
-            ax.bar(xs, means, width=width * 0.95, yerr=errs, capsize=4, color=cmap[i % len(cmap)],
-                   alpha=0.85, label=f"{r['method']} (n={int(r['n'])})")
-        for g, key in enumerate(keys):
-            if not teacher.empty and not pd.isna(teacher.iloc[0].get(f"{key}_mean", np.nan)):
-                value = float(teacher.iloc[0][f"{key}_mean"])
-                ax.hlines(value, g - 0.45, g + 0.45, colors="black", linestyles="dashed",
-                          label="teacher" if g == 0 else None)
-                low, high = min(low, value), max(high, value)
-                plotted.append({"task": task, "group": key, "method": TEACHER, "mean": value,
-                                "std": float("nan"), "n": int(teacher.iloc[0]["n"])})
-        ax.set_xticks(range(len(keys)), [k.replace("_", " ", 1) for k in keys])
-        span = max(high - low, 0.01)
-        ax.set_ylim(low - 0.05 * span if low < 0 else 0.0, high + 0.12 * span)
-        ax.set_ylabel("score")
-        ax.set_title(f"{task}" + (f": {title}" if title else ""))
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    for path in paths:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return pd.DataFrame(plotted)
-
-
-def _max_groups(table: pd.DataFrame) -> int:
-    return sum(1 for c in table.columns if c.endswith("_mean"))
+    fig, plotted = plots.grouped_figure(table, teacher=TEACHER, title=title)
+    for path in dict.fromkeys(figure_style.figure_paths(p)[0] for p in paths):
+        figure_style.save_figure(fig, path)
+    return plotted
 
 
 # ---- outputs --------------------------------------------------------------------------------------
@@ -326,7 +281,7 @@ def write_outputs(results: pd.DataFrame, out_dir: str, *, prefix: str = "reprodu
     with open(paths["md"], "w") as fh:
         fh.write(md)
     plotted = bar_chart(table, [paths["png"], paths["pdf"]],
-                        title="mean ± std over seeds, dashed: teacher")
+                        title="mean over seeds, ±1 std where n ≥ 2; dashed: teacher")
     return {"paths": paths, "table": table, "markdown": md, "plotted": plotted}
 
 

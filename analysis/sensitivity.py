@@ -27,11 +27,13 @@ Writes into ``--out`` (default ``reports/<task>``):
 
 * ``sensitivity-<study>.csv``: one row per run (value × method × seed): method, value, seed, score
   (the task's primary dev metric, named in ``metric``), student parameters and layers, run id;
-* ``sensitivity-<study>.png``: one line per method, mean over seeds with a ±1 std band (ddof=1);
-  the student-size study is plotted against the student's parameter count;
+* ``sensitivity-<study>.png`` / ``.pdf``: one line per method, mean over seeds with ±1 std error
+  bars (ddof=1) where a point has several seeds, the fine-tuned teacher's dev score as a dashed
+  line where it is known (``--teacher-score`` gives it); the student-size study is plotted against
+  the student's parameter count;
 * ``sensitivity-<study>-summary.csv``: the plotted points (method, x, mean, std, n).
 
-After a run, the three files are also logged as artifacts of an MLflow run tagged
+After a run, the four files are also logged as artifacts of an MLflow run tagged
 ``distill.role=study``.
 """
 
@@ -46,9 +48,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import plots
-from analysis.compare import format_count, split_list
+from analysis.compare import add_teacher_score_arg, format_count, split_list
+from analysis.figure_style import figure_paths
 from analysis.store import (DEFAULT_EXPERIMENT, TAG_ROLE, TAG_STUDY, TAG_TASK, Store, best_hparams,
                             score_column, task_metrics)
+from analysis.teacher_ref import teacher_scores_of_points
 from trainables.config import DistillConfig, parse_assignments
 from trainables.errors import UserError, check_writable_dir, choice_error, exit_on_user_error
 from tuner.tracking import check_tracking_uri, resolve_tracking_uri
@@ -127,11 +131,13 @@ def study_points(runs: pd.DataFrame, study: Study, task: str) -> pd.DataFrame:
     return pts.sort_values(["method", "value", "seed"], kind="stable").reset_index(drop=True)
 
 
-def plot_study(points: pd.DataFrame, study: Study, task: str, out_dir: str) -> dict:
-    """Write the study's CSV, PNG and summary CSV; return ``{"csv", "png", "summary", "plotted"}``."""
+def plot_study(points: pd.DataFrame, study: Study, task: str, out_dir: str, teachers: list | None = None) -> dict:
+    """Write the study's CSV, PNG, PDF and summary CSV; return ``{"csv", "png", "pdf", "summary",
+    "plotted"}``. ``teachers``: reference lines (:func:`analysis.teacher_ref.teacher_scores`)."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"sensitivity-{study.name}")
-    paths = {"csv": f"{stem}.csv", "png": f"{stem}.png", "summary": f"{stem}-summary.csv"}
+    paths = {"csv": f"{stem}.csv", **{os.path.splitext(p)[1][1:]: p for p in figure_paths(stem)},
+             "summary": f"{stem}-summary.csv"}
     points.to_csv(paths["csv"], index=False)
     metric = points["metric"].iloc[0] if len(points) else "score"
     title = f"{task}: dev {metric} against {study.param} ({study.name} study)"
@@ -146,7 +152,8 @@ def plot_study(points: pd.DataFrame, study: Study, task: str, out_dir: str) -> d
                  data[["student_params", "student_layers"]].drop_duplicates().itertuples(index=False)}
     data[x] = data[x].astype(float)
     plotted = plots.sensitivity_lines(data, paths["png"], x=x, value="score", xlabel=xlabel,
-                                      ylabel=f"dev {metric}", title=title, log_x=log_x, tick_labels=ticks)
+                                      ylabel=f"dev {metric}", title=title, log_x=log_x, tick_labels=ticks,
+                                      teachers=teachers)
     plotted.insert(0, "x_column", x)
     plotted.to_csv(paths["summary"], index=False)
     return {**paths, "plotted": plotted}
@@ -309,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=None, help="fine-tuned teacher cache")
     parser.add_argument("--eval-teacher", action="store_true", default=None,
                         help="also evaluate the (learning) teacher: curves for analysis.dynamics")
+    add_teacher_score_arg(parser)
     return parser
 
 
@@ -327,11 +335,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.from_mlflow:
         store = Store(args.mlflow_uri, args.experiment)
         points = recorded_study(store, study, args.task, methods, values)
-        result = plot_study(points, study, args.task, out_dir)
+        result = plot_study(points, study, args.task, out_dir,
+                            teacher_scores_of_points(store, points, given=args.teacher_score))
     else:
         result = _run_and_plot(args, study, methods or list(DEFAULT_METHODS), values, out_dir)
     print(result["plotted"].to_string(index=False))
-    print("\nwrote " + ", ".join(result[k] for k in ("csv", "png", "summary")))
+    print("\nwrote " + ", ".join(result[k] for k in ("csv", "png", "pdf", "summary")))
     return result
 
 
@@ -339,8 +348,9 @@ def _run_and_plot(args, study: Study, methods: list[str], values: list | None, o
     sweeps, task, grid_values = run_study(args, study, methods, values)
     store = Store(args.mlflow_uri, args.experiment)
     points = recorded_study(store, study, task, methods, sweeps=sweeps)
-    result = plot_study(points, study, args.task, out_dir)
-    run_id = log_study_artifacts(store, study, task, [result[k] for k in ("csv", "png", "summary")], {
+    result = plot_study(points, study, args.task, out_dir,
+                        teacher_scores_of_points(store, points, given=args.teacher_score))
+    run_id = log_study_artifacts(store, study, task, [result[k] for k in ("csv", "png", "pdf", "summary")], {
         "study": study.name, "param": study.param, "values": grid_values, "methods": ",".join(methods),
         "seeds": args.seeds, "sweeps": ",".join(sweeps)})
     print(f"study figure and data logged to MLflow run {run_id}")

@@ -45,7 +45,7 @@ def test_small_real_temperature_study(tmp_path, data_dir, capsys):
     assert (merged["score"] == merged["best_eval_score"]).all() and (merged["value"] == merged["temperature"]).all()
     # the study's files are artifacts of its MLflow run
     names = {a.path for a in store.client.list_artifacts(result["study_run_id"])}
-    assert names == {os.path.basename(result[k]) for k in ("csv", "png", "summary")}
+    assert names == {os.path.basename(result[k]) for k in ("csv", "png", "pdf", "summary")}
 
     # re-plotting from MLflow gives the same points
     again = sensitivity.main(["--study", "temperature", "--task", "sst2", "--from-mlflow", "--mlflow-uri", uri,
