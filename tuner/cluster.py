@@ -14,7 +14,6 @@ otherwise wait forever), and :func:`run_remote` runs a function as a Ray task (t
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -114,7 +113,3 @@ def run_remote(fn, calls: list[tuple], *, num_cpus: float = 1, num_gpus: float =
         if isinstance(cause, UserError):
             raise UserError(str(cause)) from None
         raise
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1
