@@ -7,14 +7,6 @@
 
 (``python -m analysis.sensitivity`` is the same command.)
 
-=============  ==================  ==========================================================
-study          varied field        default values
-=============  ==================  ==========================================================
-loss-weight    ``alpha``           0.1, 0.3, 0.5, 0.7, 0.9
-temperature    ``temperature``     1, 2, 5, 10
-student-size   ``student_layers``  1, 2, 3, 4, 6 (clipped to the teacher's depth)
-=============  ==================  ==========================================================
-
 Running a study: for each method, one Ray Tune grid sweep over (studied value × seed), every other
 hyperparameter fixed at the best trial recorded in the store for (task, method) (sensitivity-study
 runs excluded), or at the defaults when there is none; ``--set`` and the budget options
@@ -26,14 +18,7 @@ runs excluded), or at the defaults when there is none; ``--set`` and the budget 
 ``--from-mlflow`` runs nothing: it re-plots the study's recorded runs (all of them, or the given
 ``--methods`` / ``--values``) with :mod:`analysis.studies`.
 
-Writes into ``--out`` (default ``reports/<task>``):
-
-* ``sensitivity-<study>.csv``: one row per run (value × method × seed): method, value, seed, score
-  (the task's primary dev metric, named in ``metric``), student parameters and layers, run id;
-* ``sensitivity-<study>.png``: one line per method, mean over seeds with a ±1 std band (ddof=1);
-  the student-size study is plotted against the student's parameter count;
-* ``sensitivity-<study>-summary.csv``: the plotted points (method, x, mean, std, n).
-
+Writes the study's CSV, figure and summary CSV (below) into ``--out`` (default ``reports/<task>``).
 After a run, the three files are also logged as artifacts of an MLflow run tagged
 ``distill.role=study``.
 """
@@ -182,7 +167,10 @@ def log_study_artifacts(store: Store, study: Study, task: str, files: list[str],
 def build_parser(prog: str = "python -m tuner.study") -> argparse.ArgumentParser:
     from trainables.run import add_model_and_data_args
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+    import analysis.studies
+
+    studies = analysis.studies.__doc__.split("\n\n", 1)[1]  # the studies' table and files
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__ + "\n" + studies,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", required=True, help=f"one of: {', '.join(STUDIES)}")
     parser.add_argument("--methods", default=None,
