@@ -167,7 +167,8 @@ def analyse(runs: pd.DataFrame, method: str, *, evaluator_name: str = "ped-anova
     importances = {k: float(v) for k, v in importances.items()}
     return {"method": method, "score": score, "trials": len(study.trials), "evaluator": evaluator_name,
             "importances": importances, "recommendation": recommend(study, importances, min_importance),
-            "best_value": study.best_value, "best_params": study.best_params, "study": study}
+            "best_value": study.best_value, "best_params": study.best_params, "study": study,
+            "top_trials": [t.number for t in top_trials(study)]}
 
 
 def markdown(results: list[dict]) -> str:

@@ -33,15 +33,13 @@ def slices_figure(result: dict, out_dir: str) -> list[str]:
     quarter (the recommendation's trials) in orange."""
     from optuna.distributions import CategoricalDistribution
 
-    from analysis.importance import top_trials
-
     study = result["study"]
     names = list(result["importances"])
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
     fig = Figure(figsize=(4.0 * cols, 3.2 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    top = {t.number for t in top_trials(study)}
+    top = set(result["top_trials"])
     for ax, name in zip(axes, names):
         dist = study.trials[0].distributions[name]
         categorical = isinstance(dist, CategoricalDistribution)

@@ -13,13 +13,13 @@ method without one searches :func:`~search_spaces.defaults.base_space`.
 from __future__ import annotations
 
 from search_spaces.defaults import DEFAULT_RANGES, SPACES, base_space
-from search_spaces.overrides import SpaceOverrides, load_space_file, parse_overrides, to_yaml_dict
+from search_spaces.overrides import SpaceOverrides, load_space_file, parse_overrides
 from search_spaces.registry import build_space, describe_space, space_function
 from search_spaces.space import (Choice, Float, Int, SearchSpace, SpaceFn, Suggest,
                                  describe_distribution)
 
 __all__ = [
     "DEFAULT_RANGES", "SPACES", "base_space", "space_function", "build_space", "describe_space",
-    "SpaceOverrides", "load_space_file", "parse_overrides", "to_yaml_dict", "SearchSpace", "Suggest",
+    "SpaceOverrides", "load_space_file", "parse_overrides", "SearchSpace", "Suggest",
     "SpaceFn", "Float", "Int", "Choice", "describe_distribution",
 ]

@@ -18,8 +18,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna.distributions import CategoricalDistribution
-
 from search_spaces.space import Choice, Distribution, Float, Int
 from trainables.config import HPARAMS, DistillConfig, _base_type, _fields, coerce
 from trainables.errors import UserError
@@ -146,19 +144,3 @@ def _range(name: str, spec: dict, where: str) -> Distribution:
     if integer:
         return Int(low, high, log=log, step=step or 1)
     return Float(low, high, log=log, step=step)
-
-
-def to_yaml_dict(ranges: dict[str, Distribution]) -> dict[str, Any]:
-    """The inverse of :func:`parse_overrides` for ranges (to record a sweep's space)."""
-    out: dict[str, Any] = {}
-    for name, dist in ranges.items():
-        if isinstance(dist, CategoricalDistribution):
-            out[name] = list(dist.choices)
-        else:
-            item = {"low": dist.low, "high": dist.high}
-            if dist.log:
-                item["log"] = True
-            if dist.step not in (None, 1) or (dist.step is not None and isinstance(dist.low, float)):
-                item["step"] = dist.step
-            out[name] = item
-    return out

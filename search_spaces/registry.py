@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.defaults import SPACES, base_space
+from search_spaces.defaults import DEFAULT_RANGES, SPACES, base_space
 from search_spaces.overrides import SpaceOverrides
 from search_spaces.space import SearchSpace, SpaceFn
 
@@ -27,7 +27,7 @@ def build_space(method: str, overrides: SpaceOverrides | None = None,
     merged_fixed = {**overrides.fixed, **(fixed or {})}
     ranges = {k: v for k, v in overrides.ranges.items() if k not in merged_fixed}
     return SearchSpace(method, space_function(method), get_method(method), ranges=ranges,
-                       fixed=merged_fixed)
+                       fixed=merged_fixed, defaults=DEFAULT_RANGES)
 
 
 def describe_space(method: str, overrides: SpaceOverrides | None = None,

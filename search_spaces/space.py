@@ -103,12 +103,10 @@ class SearchSpace:
     def __init__(self, method: str, fn: SpaceFn, method_cls: type, *,
                  ranges: dict[str, Distribution] | None = None, fixed: dict[str, Any] | None = None,
                  defaults: dict[str, Distribution] | None = None):
-        from search_spaces.defaults import DEFAULT_RANGES
-
         self.method, self.fn, self.method_cls = method, fn, method_cls
         self.ranges = dict(ranges or {})
         self.fixed = dict(fixed or {})
-        self.defaults = dict(DEFAULT_RANGES if defaults is None else defaults)
+        self.defaults = dict(defaults or {})
 
     def __call__(self, trial) -> dict[str, Any]:
         s = Suggest(trial, self.method_cls, self.ranges, self.fixed, self.defaults)

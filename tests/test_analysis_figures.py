@@ -15,7 +15,7 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.lines import Line2D
 
-from analysis import compare, dynamics, figure_style, paper_table, plots, sensitivity
+from analysis import compare, dynamics, figure_style, paper_table, plots, sensitivity, studies
 from analysis.store import Store
 from analysis.teacher_ref import TeacherScore, teacher_scores
 from analysis_fill import Filler
@@ -179,7 +179,7 @@ def test_study_replot_writes_both_formats_with_the_teacher(store_with_teacher, t
     _read_back(out["png"])
     assert out["pdf"] == str(tmp_path / "sensitivity-temperature.pdf")
     assert "sensitivity-temperature.pdf" in capsys.readouterr().out
-    points = sensitivity.recorded_study(Store(f.uri), sensitivity.get_study("temperature"), "sst2")
+    points = studies.recorded_study(Store(f.uri), studies.get_study("temperature"), "sst2")
     from analysis.teacher_ref import teacher_scores_of_points
 
     assert [t.value for t in teacher_scores_of_points(Store(f.uri), points)] == []  # study sweep: none logged

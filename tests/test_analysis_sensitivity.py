@@ -1,5 +1,6 @@
-"""analysis.sensitivity: study definitions, --from-mlflow re-plotting from a real SQLite MLflow store
-filled with known numbers, and the fixed configuration of a study."""
+"""Sensitivity studies (``python -m analysis.sensitivity`` = ``python -m tuner.study``): study definitions
+(analysis.studies), --from-mlflow re-plotting from a real SQLite MLflow store filled with known
+numbers, and the fixed configuration of a study (tuner.study)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import pandas as pd
 import pytest
 
 from analysis import sensitivity
-from analysis.sensitivity import STUDIES, clip_layers, get_study, parse_values, study_config
+from analysis.studies import STUDIES, clip_layers, get_study, parse_values
 from analysis.store import Store
 from analysis_fill import Filler
 from trainables.errors import UserError
+from tuner.study import study_config
 
 # (method, temperature) -> score per seed 42, 43
 TEMPERATURE = {("kd", 1.0): (0.80, 0.82), ("kd", 2.0): (0.84, 0.86),

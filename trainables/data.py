@@ -6,7 +6,7 @@ Where the rows come from, in order:
    defaults to ``$TUNER_DATA_DIR``), holding ``train.*`` and ``dev.*`` (.tsv, .csv or .jsonl);
 2. otherwise the task's hub source (``datasets.load_dataset(path, config)``).
 
-Local files are read with ``datasets``' packaged builders, so they and every ``.map`` over them
+Local files are read (:mod:`trainables.data_files`) with ``datasets``' packaged builders, so they and every ``.map`` over them
 (label conversion, tokenisation) are cached on disk. Every column is read as a string (``"NA"`` or
 ``"null"`` stay text); .tsv files are read without CSV quoting, as the shared benchmark copies need.
 
@@ -31,20 +31,17 @@ and ``idx`` (the row's position in its source file, 0-based). Error messages num
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import datasets
 import numpy as np
-import pandas as pd
 import torch
 from transformers import DataCollatorWithPadding
 
+from trainables.data_files import (READERS, column_names, find_split_file, one_line, read_table,  # noqa: F401
+                                   require_columns, string_features)
 from trainables.errors import UserError
 from trainables.tasks import TaskSpec, as_number, label_key
 
@@ -60,111 +57,6 @@ class TaskData:
     quiz: datasets.Dataset
     dev: datasets.Dataset
     test: datasets.Dataset | None = None
-
-
-# ---- reading one file -------------------------------------------------------------------------------
-
-def _string_features(columns: Sequence[str]) -> datasets.Features:
-    return datasets.Features({c: datasets.Value("string") for c in columns})
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
-
-
-def _root_cause(err: BaseException) -> BaseException:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return err
-
-
-def _build(path: str, builder: str, **kwargs) -> datasets.Dataset:
-    """One file through a packaged ``datasets`` builder (cached), errors as UserError."""
-    try:
-        return datasets.load_dataset(builder, data_files={"train": path}, split="train", **kwargs)
-    except Exception as err:  # any failure to parse a user's file is bad input
-        raise UserError(f"cannot read {path}: {_one_line(_root_cause(err))}") from err
-
-
-def _header(path: str, delimiter: str, quoting: int) -> list[str]:
-    """Column names of a delimited file; checks that there is at least one data row."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = csv.reader(f, delimiter=delimiter, quoting=quoting)
-            header = next(rows, None)
-            first_row = next((row for row in rows if row), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"cannot read {path}: {_one_line(err)}") from err
-    if not header:
-        raise UserError(f"empty file {path}: expected a header row and data rows")
-    if first_row is None:
-        raise UserError(f"empty file {path}: a header row but no data rows")
-    duplicates = sorted({c for c in header if header.count(c) > 1})
-    if duplicates:
-        raise UserError(f"duplicate column name(s) {', '.join(duplicates)} in the header of {path}")
-    return header
-
-
-def _read_delimited(path: str, *, delimiter: str, quoting: int) -> datasets.Dataset:
-    columns = _header(path, delimiter, quoting)
-    with warnings.catch_warnings():
-        # a row with more fields than the header would otherwise be truncated with only a warning
-        warnings.simplefilter("error", pd.errors.ParserWarning)
-        return _build(path, "csv", delimiter=delimiter, quoting=quoting, features=_string_features(columns),
-                      keep_default_na=False, index_col=False, encoding="utf-8-sig")
-
-
-def _stringify(batch: dict[str, list]) -> dict[str, list]:
-    return {c: [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
-            for c, values in batch.items()}
-
-
-def _read_jsonl(path: str) -> datasets.Dataset:
-    ds = _build(path, "json")
-    if len(ds) == 0:
-        raise UserError(f"empty file {path}: no JSON lines")
-    return ds.map(_stringify, batched=True, features=_string_features(ds.column_names))
-
-
-_DELIMITERS = {".tsv": ("\t", csv.QUOTE_NONE), ".csv": (",", csv.QUOTE_MINIMAL)}
-
-READERS: dict[str, Callable[[str], datasets.Dataset]] = {
-    ".tsv": partial(_read_delimited, delimiter="\t", quoting=csv.QUOTE_NONE),
-    ".csv": partial(_read_delimited, delimiter=",", quoting=csv.QUOTE_MINIMAL),
-    ".jsonl": _read_jsonl,
-}
-
-
-def read_table(path: str) -> datasets.Dataset:
-    """A .tsv/.csv/.jsonl file with every column as strings (None where a JSON value is missing)."""
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix not in READERS:
-        raise UserError(f"cannot read {path}: unsupported file type {suffix!r}; valid: {', '.join(READERS)}")
-    if not os.path.isfile(path):
-        raise UserError(f"cannot read {path}: not a file")
-    if os.path.getsize(path) == 0:
-        raise UserError(f"empty file {path}")
-    return READERS[suffix](path)
-
-
-def find_split_file(folder: str, split: str) -> str:
-    """The one ``<split>.tsv|csv|jsonl`` file of a folder."""
-    names = sorted(os.listdir(folder))
-    matches = [n for n in names if os.path.splitext(n)[0] == split and os.path.splitext(n)[1].lower() in READERS]
-    if len(matches) != 1:
-        problem = "no" if not matches else "more than one"
-        expected = " or ".join(f"{split}{suffix}" for suffix in READERS)
-        raise UserError(f"{problem} {split} file in {folder}: expected one of {expected}; "
-                        f"found: {', '.join(names) or 'nothing'}")
-    return os.path.join(folder, matches[0])
-
-
-def require_columns(ds: datasets.Dataset, columns: Sequence[str], source: str) -> None:
-    missing = [c for c in columns if c not in ds.column_names]
-    if missing:
-        raise UserError(f"column(s) {', '.join(map(repr, missing))} not in {source}; "
-                        f"its columns: {', '.join(ds.column_names)}")
 
 
 # ---- from raw rows to (texts, labels, idx) ---------------------------------------------------------
@@ -204,7 +96,7 @@ def _prepare_split(ds: datasets.Dataset, task: TaskSpec, source: str) -> dataset
         return {**{c: batch[c] for c in task.text_columns}, "labels": labels, "idx": indices}
 
     features = datasets.Features({
-        **_string_features(task.text_columns),
+        **string_features(task.text_columns),
         "labels": datasets.Value("float32" if task.is_regression else "int64"),
         "idx": datasets.Value("int64"),
     })
@@ -231,7 +123,7 @@ def _load_from_hub(task: TaskSpec, folder: str | None) -> dict[str, datasets.Dat
         loaded = datasets.load_dataset(hub.path, hub.config)
     except Exception as err:  # offline, unknown repo, network: all reported the same way
         raise UserError(f"no local copy of task {task.name!r} ({looked}; {hint}), and loading "
-                        f"{hub.path} {hub.config} from the hub failed: {_one_line(err)}") from err
+                        f"{hub.path} {hub.config} from the hub failed: {one_line(err)}") from err
     hub_splits = {"train": hub.train_split, "dev": hub.dev_split}
     return {split: _prepare_split(loaded[hub_split].rename_columns(dict(hub.columns)), task,
                                   f"{hub.path} {hub.config} {hub_split}")
@@ -259,11 +151,7 @@ def labelled_test_file(folder: str, task: TaskSpec) -> str | None:
     if not names:
         return None
     path = find_split_file(folder, "test")
-    if os.path.splitext(path)[1].lower() == ".jsonl":
-        has_label = task.label_column in read_table(path).column_names
-    else:
-        has_label = task.label_column in _header(path, *_DELIMITERS[os.path.splitext(path)[1].lower()])
-    return path if has_label else None
+    return path if task.label_column in column_names(path) else None
 
 
 # ---- splits -------------------------------------------------------------------------------------------
@@ -302,7 +190,7 @@ def load_task_data(task: TaskSpec, data_dir: str | None, *, max_train_samples: i
         parts = train.train_test_split(test_size=quiz_fraction, seed=seed)
     except ValueError as err:
         raise UserError(f"cannot hold out quiz_fraction={quiz_fraction} of {len(train)} training rows: "
-                        f"{_one_line(err)}") from err
+                        f"{one_line(err)}") from err
     return TaskData(task=task, train=parts["train"] if hold_out_quiz else train, quiz=parts["test"],
                     dev=dev, test=test)
 

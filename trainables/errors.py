@@ -8,6 +8,7 @@ given by the user is wrong, naming the bad value and the valid choices.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 import tempfile
@@ -44,6 +45,7 @@ def check_writable_dir(path: str, option: str) -> str:
 def exit_on_user_error(fn):
     """Decorator for CLI ``main`` functions: a UserError becomes one line on stderr and exit 2."""
 
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
@@ -51,6 +53,4 @@ def exit_on_user_error(fn):
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
     return wrapper

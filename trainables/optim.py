@@ -15,6 +15,8 @@ from torch import nn
 
 
 def _linear_schedule(warmup: int, total: int):
+    # not transformers.get_linear_schedule_with_warmup: its warm-up starts at lr 0 (step / warmup),
+    # this one at lr / warmup ((step + 1) / warmup), so the first step learns; the decay is the same
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup

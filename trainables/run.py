@@ -20,7 +20,7 @@ from trainables.errors import exit_on_user_error
 
 def add_model_and_data_args(parser: argparse.ArgumentParser, *, several_tasks: bool = False) -> None:
     """Options shared by every CLI that trains (run, tuner.launch, tuner.reproduce,
-    analysis.sensitivity); ``several_tasks``: ``--tasks A,B`` (comma-separated) instead of ``--task``."""
+    tuner.study); ``several_tasks``: ``--tasks A,B`` (comma-separated) instead of ``--task``."""
     if several_tasks:
         parser.add_argument("--tasks", default="sst2",
                             help="tasks, comma-separated: names, or folders with train/dev files (default sst2)")

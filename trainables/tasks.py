@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from trainables.data_files import find_split_file, read_table, require_columns
 from trainables.errors import UserError
 
 
@@ -160,19 +161,16 @@ def _split_columns(text_columns: str) -> tuple[str, ...]:
 
 def _byo_task(folder: str, text_columns: str | None, label_column: str | None,
               task_type: str | None = None) -> TaskSpec:
-    # data reads files and imports this module, hence the local import
-    from trainables import data
-
     if not text_columns or not label_column:
         raise UserError(f"bring-your-own task {folder!r} needs text_columns (\"a\" or \"a,b\") and "
                         f"label_column; got text_columns={text_columns!r}, label_column={label_column!r}")
     columns = _split_columns(text_columns)
     if len(columns) not in (1, 2):
         raise UserError(f"text_columns={text_columns!r} must name 1 or 2 columns (\"a\" or \"a,b\")")
-    train_file = data.find_split_file(folder, "train")
-    data.find_split_file(folder, "dev")
-    train = data.read_table(train_file)
-    data.require_columns(train, (*columns, label_column), train_file)
+    train_file = find_split_file(folder, "train")
+    find_split_file(folder, "dev")
+    train = read_table(train_file)
+    require_columns(train, (*columns, label_column), train_file)
     labels = infer_labels(train.select_columns([label_column])[:][label_column], train_file, task_type)
     kind = "regression" if labels is None else "binary" if len(labels) == 2 else "multiclass"
     metrics, primary = BYO_METRICS[kind]

@@ -110,7 +110,7 @@ def load_or_compute(cfg: DistillConfig, teacher_paths: Sequence[str], teachers: 
     """The cached outputs for these teachers and rows, computed (once, under a lock) if missing."""
     from filelock import FileLock
 
-    from trainables.teacher import cache_root
+    from trainables.teacher_cache import cache_root
 
     folder = os.path.join(os.path.dirname(cache_root(cfg)), "outputs")
     path = os.path.join(folder, cache_key(cfg, teacher_paths, row_ids, layers) + ".pt")

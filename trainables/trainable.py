@@ -29,7 +29,6 @@ fails in Ray with that exception; the sweep records it and goes on.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import tempfile
@@ -37,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # Ray, torch and the engine load in the trial (the names below stay cheap)
-    from trainables.experiment import Prepared
+    from trainables.experiment import PreparedRun
 
 EVALUATION = "evaluation"        # 1, 2, ... at each evaluation; absent from the final report
 FINAL = "final_report"           # 1 in the report made after training ended
@@ -51,7 +50,7 @@ _SHOWN = ("eval_score", "best_eval_score", "step", "train_loss")
 
 STATE_FILE = "trial_state.json"
 STEP_LOGS_FILE = "step_logs.csv"
-SUMMARY_FILE = "summary.json"
+TRIAL_SUMMARY_FILE = "summary.json"
 STUDENT_DIR = "student"
 
 #: summary values copied into the final report (when the method produced them)
@@ -65,7 +64,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def model_info(prep: "Prepared") -> dict[str, Any]:
+def model_info(prep: "PreparedRun") -> dict[str, Any]:
     """Ids and sizes of the run's student and (first) teacher."""
     info: dict[str, Any] = {"student_id": prep.student_info.source,
                             "student_params": prep.student_info.params,
@@ -79,19 +78,11 @@ def model_info(prep: "Prepared") -> dict[str, Any]:
 
 def write_step_logs(logs: list[dict], path: str) -> None:
     """The engine's per-step logs as CSV: ``step`` (1-based) then every logged key."""
-    keys: list[str] = []
-    for row in logs:
-        keys += [k for k in row if k not in keys]
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["step", *keys])
-        for i, row in enumerate(logs, start=1):
-            writer.writerow([i, *(row.get(k, "") for k in keys)])
+    import pandas as pd
 
-
-def read_step_logs(path: str) -> list[dict[str, float]]:
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+    frame = pd.DataFrame.from_records(logs)
+    frame.insert(0, "step", range(1, len(logs) + 1))
+    frame.to_csv(path, index=False)
 
 
 class _TrialState:
@@ -187,9 +178,9 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
 
     from trainables.experiment import run, save_model
 
-    held: dict[str, Prepared] = {}
+    held: dict[str, PreparedRun] = {}
 
-    def on_prepared(prep: "Prepared") -> None:
+    def on_prepared(prep: "PreparedRun") -> None:
         held["prep"] = prep
         state.model = {**model_info(prep), GPU_IDS: gpus}
 
@@ -229,7 +220,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
     with tempfile.TemporaryDirectory(prefix="distill-final-") as tmp:
         save_model(prep.engine.selected_student_model(), prep.tokenizer, os.path.join(tmp, STUDENT_DIR))
         write_step_logs(prep.engine.result.logs, os.path.join(tmp, STEP_LOGS_FILE))
-        with open(os.path.join(tmp, SUMMARY_FILE), "w") as fh:
+        with open(os.path.join(tmp, TRIAL_SUMMARY_FILE), "w") as fh:
             json.dump({**summary, "config": cfg.to_dict()}, fh, indent=2, default=str)
         state.save(tmp)
         tune.report({**final, NODE: node}, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -148,7 +148,3 @@ def run_remote(fn, calls: list[tuple], *, num_cpus: float = 1, num_gpus: float =
         if isinstance(cause, UserError):
             raise UserError(str(cause)) from None
         raise
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

@@ -123,7 +123,7 @@ def plan(args: argparse.Namespace, tasks: list[str], methods: list[str], name: s
             if os.path.isfile(os.path.join(spec.experiment_dir, sweep.RECORD_FILE)):
                 raise UserError(f"a sweep named {spec.name!r} already exists in {spec.storage_path}; "
                                 f"choose another --name")
-            sweep.prepare(spec)  # a bad config, space or dataset fails here, before anything runs
+            sweep.prepare_sweep(spec)  # a bad config, space or dataset fails here, before anything runs
             out.append((task, method, spec))
     return out
 

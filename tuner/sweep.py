@@ -45,7 +45,7 @@ from tuner import cluster, summary as summaries, timing, tracking
 from tuner.teacher_stage import fine_tune_teachers
 
 RECORD_FILE = "distill_sweep.json"
-SUMMARY_FILE = "summary.json"
+SWEEP_SUMMARY_FILE = "summary.json"
 BEST_STUDENT_DIR = "best_student"
 SCHEDULERS = ("asha", "fifo")
 METRIC = "eval_score"  # what every sweep maximises: the task's primary dev metric
@@ -130,7 +130,7 @@ def grid_sweep(method: str, variable: str, values: list, *, config: dict[str, An
 # ---- checking a spec -----------------------------------------------------------------------
 
 @dataclass
-class Prepared:
+class PreparedSweep:
     spec: SweepSpec
     base: dict[str, Any]            # validated DistillConfig fields for every trial
     space: Any                      # search_spaces.SearchSpace (search mode)
@@ -208,7 +208,7 @@ def _check_grid(grid: dict[str, list] | None) -> dict[str, list] | None:
     return out
 
 
-def prepare(spec: SweepSpec) -> Prepared:
+def prepare_sweep(spec: SweepSpec) -> PreparedSweep:
     """Check everything that can be checked without Ray; fill in the trials' base config."""
     from search_spaces.overrides import parse_overrides
     from search_spaces.registry import build_space
@@ -246,8 +246,8 @@ def prepare(spec: SweepSpec) -> Prepared:
         steps_per_epoch = max(1, math.ceil(train_rows / cfg.batch_size))
         eval_steps = max(1, steps_per_epoch // spec.evals_per_epoch)
         cfg.eval_steps = eval_steps
-    return Prepared(spec=spec, base=cfg.to_dict(), space=space, grid=grid,
-                    tracking_uri=spec.mlflow_uri, eval_steps=eval_steps, train_rows=train_rows)
+    return PreparedSweep(spec=spec, base=cfg.to_dict(), space=space, grid=grid,
+                         tracking_uri=spec.mlflow_uri, eval_steps=eval_steps, train_rows=train_rows)
 
 
 def _check_student_layers(cfg: DistillConfig, grid: dict[str, list] | None, space) -> None:
@@ -277,7 +277,7 @@ def trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def _tune_parts(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_id: str,
+def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experiment_id: str,
                 tags: dict[str, str], sweep_name: str | None = None):
     from ray import tune
 
@@ -311,7 +311,7 @@ def _tune_parts(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_
     return trainable, run_config, scheduler
 
 
-def _new_tuner(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_id: str,
+def _new_tuner(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experiment_id: str,
                tags: dict[str, str], sweep_name: str | None = None):
     from ray import tune
 
@@ -351,7 +351,7 @@ def _new_tuner(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_i
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
-def default_point(prep: Prepared) -> dict[str, Any]:
+def default_point(prep: PreparedSweep) -> dict[str, Any]:
     """The base config's value of each searched hyperparameter that lies in its range (or the
     method's paper setting, :data:`search_spaces.defaults.BASELINES`): queued as the first trial,
     it gives TPE and ASHA a baseline to compare against (the config defaults are tuned for the
@@ -374,7 +374,7 @@ def default_point(prep: Prepared) -> dict[str, Any]:
     return point
 
 
-def _fit(prep: Prepared, spec: SweepSpec, parent_run_id: str, experiment_id: str,
+def _fit(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experiment_id: str,
          tags: dict[str, str] | None = None, restore: bool = False, sweep_name: str | None = None):
     """Run (or restore and continue) the Tuner of ``spec``; trials are tagged with ``sweep_name``
     (default ``spec.name``) in MLflow."""
@@ -477,7 +477,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
     if not resume and os.path.isfile(_record_path(spec)):
         raise UserError(f"a sweep named {spec.name!r} already exists in {spec.storage_path}; "
                         f"continue it with --resume or choose another --name")
-    prep = prepare(spec)
+    prep = prepare_sweep(spec)
     tracking.check_tracking_uri(prep.tracking_uri)
 
     ray_started = time.perf_counter()
@@ -543,7 +543,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             if interrupted:
                 print(f"sweep {spec.name} interrupted; continue it with: {summary['resume_command']}",
                       file=sys.stderr, flush=True)
-            path = os.path.join(spec.experiment_dir, SUMMARY_FILE)
+            path = os.path.join(spec.experiment_dir, SWEEP_SUMMARY_FILE)
             summaries.write_json(summary, path)
             if spec.output_json:
                 summaries.write_json(summary, spec.output_json)
@@ -559,7 +559,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
     return summary
 
 
-def expected_trials(spec: SweepSpec, prep: Prepared) -> int:
+def expected_trials(spec: SweepSpec, prep: PreparedSweep) -> int:
     """How many trials the sweep runs when nothing stops it (grid: every combination times
     ``num_samples``)."""
     if prep.grid is None:
@@ -573,7 +573,7 @@ def resume_command(spec: SweepSpec) -> str:
                        "--storage-path", spec.storage_path])
 
 
-def _parent_params(prep: Prepared, spec: SweepSpec) -> dict[str, Any]:
+def _parent_params(prep: PreparedSweep, spec: SweepSpec) -> dict[str, Any]:
     params = {k: v for k, v in prep.base.items() if k not in (prep.space.searched() if prep.space else {})}
     params.update({
         "sweep.num_samples": spec.num_samples, "sweep.scheduler": spec.scheduler_name,
@@ -585,7 +585,7 @@ def _parent_params(prep: Prepared, spec: SweepSpec) -> dict[str, Any]:
     return params
 
 
-def _seed_reruns(prep: Prepared, spec: SweepSpec, best: dict, parent_run_id: str, experiment_id: str,
+def _seed_reruns(prep: PreparedSweep, spec: SweepSpec, best: dict, parent_run_id: str, experiment_id: str,
                  resources: dict[str, float]) -> dict[str, Any]:
     """Re-run the best config with ``spec.seeds`` new seeds (a grid over ``seed``)."""
     best_config = {**prep.base, **best["config"]}

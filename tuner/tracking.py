@@ -1,26 +1,12 @@
-"""MLflow tracking of sweeps: the schema's names, the store, the parent run, one run per trial.
+"""MLflow tracking of sweeps: the experiment, the parent run, one run per trial.
 
 All logging happens on the driver, through :class:`MlflowTrialLogger` (a Ray Tune callback), so:
 trials need no access to the tracking store (only the driver does: SQLite works unchanged with
 trials on other nodes), a single process writes to SQLite, and the driver sees every ending of
 a trial (finished, stopped early by the scheduler, raised, or killed with its worker).
 
-Schema (``analysis`` reads these names; keep them stable):
-
-* experiment ``--experiment`` (:data:`DEFAULT_EXPERIMENT`);
-* a parent run per sweep (run name = sweep name; tags ``distill.role=sweep``, ``distill.sweep``,
-  ``distill.method``, ``distill.task``); the best trial's student under artifact path ``student``;
-* a child run per trial (tags ``mlflow.parentRunId``, ``distill.role=trial``, ``distill.sweep``,
-  ``distill.trial_id``, ``distill.method``, ``distill.task``, ``distill.status`` (TERMINATED |
-  ERROR | EARLY_STOPPED), ``distill.error`` (when errored), ``distill.seed_rerun=true`` for
-  ``--seeds`` re-runs, plus the sweep's extra tags such as ``distill.study``);
-* params: every :class:`~trainables.config.DistillConfig` field under its own name (None ->
-  "None") plus ``teacher_id``, ``student_id``, ``teacher_params``, ``student_params``,
-  ``teacher_layers``, ``student_layers``;
-* step metrics at each evaluation (step = the engine's global step): every numeric reported value;
-* final metrics (:data:`FINAL_METRICS`, ``best_eval_<m>``; ``eval_score`` logged last so its
-  latest value is the best one);
-* artifacts ``step_logs.csv`` (the engine's per-step logs) and ``summary.json``.
+The schema's names (what ``analysis`` reads) and the store's address are in the Ray-free
+:mod:`tuner.mlflow_schema`; they are importable from here too.
 
 A resumed sweep finds each trial's run again by its tags (sweep, trial id) instead of creating a
 second one, and does not log a step twice.
@@ -29,57 +15,25 @@ second one, and does not log a step twice.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from ray import tune
 
 from trainables.config import DistillConfig
 from trainables.errors import UserError
-from trainables.trainable import (EVALUATION, FINAL, MODEL_KEYS, NODE, STEP_LOGS_FILE,
-                                  SUMMARY_FILE)
-
-# ---- the schema -------------------------------------------------------------------------------
-DEFAULT_EXPERIMENT = "distill-tune"
-DEFAULT_DB_FILE = "mlflow.db"
-
-TAG_PARENT = "mlflow.parentRunId"
-TAG_ROLE = "distill.role"
-ROLE_SWEEP = "sweep"
-ROLE_TRIAL = "trial"
-TAG_SWEEP = "distill.sweep"
-TAG_TRIAL_ID = "distill.trial_id"
-TAG_METHOD = "distill.method"
-TAG_TASK = "distill.task"
-TAG_STATUS = "distill.status"
-TAG_ERROR = "distill.error"
-TAG_STUDY = "distill.study"
-TAG_SEED_RERUN = "distill.seed_rerun"
-TAG_NODE = "distill.node_id"
-
-STATUS_TERMINATED = "TERMINATED"
-STATUS_ERROR = "ERROR"
-STATUS_EARLY_STOPPED = "EARLY_STOPPED"
-STATUSES = (STATUS_TERMINATED, STATUS_ERROR, STATUS_EARLY_STOPPED)
-#: a trial an interrupted sweep left running or pending (``--resume`` continues it); its run is KILLED
-STATUS_UNFINISHED = "UNFINISHED"
-
-#: model ids and sizes: params of every trial run (sizes are final metrics too)
-MODEL_PARAMS = MODEL_KEYS
-SIZE_METRICS = ("student_params", "teacher_params", "student_layers", "teacher_layers")
-#: final metrics of a trial run (plus ``best_eval_<m>`` for each task metric); eval_score is last
-FINAL_METRICS = ("best_eval_score", "train_seconds", "step_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
-                 "student_layers", "teacher_layers", "param_ratio", "speedup", "student_infer_seconds",
-                 "teacher_infer_seconds", "eval_score")
-
-ARTIFACT_STEP_LOGS = STEP_LOGS_FILE
-ARTIFACT_SUMMARY = SUMMARY_FILE
-ARTIFACT_STUDENT = "student"
+from trainables.trainable import EVALUATION, FINAL, MODEL_KEYS, NODE
+from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, ARTIFACT_STUDENT, ARTIFACT_SUMMARY,  # noqa: F401
+                                 DEFAULT_DB_FILE, DEFAULT_EXPERIMENT, FINAL_METRICS, MODEL_PARAMS,
+                                 ROLE_SWEEP, ROLE_TRIAL, STATUS_EARLY_STOPPED, STATUS_ERROR,
+                                 STATUS_TERMINATED, STATUS_UNFINISHED, STATUSES, TAG_ERROR, TAG_METHOD,
+                                 TAG_NODE, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN, TAG_STATUS, TAG_STUDY,
+                                 TAG_SWEEP, TAG_TASK, TAG_TRIAL_ID, check_tracking_uri, client,
+                                 final_metrics, is_number, resolve_tracking_uri, search_all_runs,
+                                 trial_status)
 
 #: result keys that are bookkeeping, not metrics (Ray's own plus the trainable's)
 _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
@@ -89,58 +43,6 @@ _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
 
 
 # ---- the store --------------------------------------------------------------------------------
-
-def resolve_tracking_uri(uri: str | None, workdir: str | None = None) -> str:
-    """The tracking URI with absolute paths: default ``sqlite:///<workdir>/mlflow.db``; a
-    relative ``sqlite:///x.db`` or a bare ``*.db`` path is made absolute (trials chdir)."""
-    workdir = os.path.abspath(workdir or os.getcwd())
-    if not uri:
-        return "sqlite:///" + os.path.join(workdir, DEFAULT_DB_FILE)
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
-        return "sqlite:///" + os.path.abspath(os.path.join(workdir, path))
-    scheme = urlparse(uri).scheme
-    if not scheme:  # a path
-        path = os.path.abspath(os.path.join(workdir, uri))
-        return "sqlite:///" + path if path.endswith(".db") else Path(path).as_uri()
-    return uri
-
-
-def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast (UserError) on a tracking URI the driver cannot use."""
-    scheme = urlparse(uri).scheme
-    if scheme in ("http", "https"):
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-                if resp.status != 200:
-                    raise UserError(f"MLflow tracking server {uri} answered {resp.status} on /health")
-        except UserError:
-            raise
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            reason = getattr(err, "reason", err)
-            raise UserError(f"MLflow tracking server {uri} is unreachable ({reason}); start it with "
-                            f"`mlflow server --host 0.0.0.0 --port PORT` or pass another --mlflow-uri") from None
-    elif scheme == "sqlite":
-        folder = os.path.dirname(uri[len("sqlite:///"):])
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"cannot create the MLflow database folder {folder!r}: {err}") from None
-        if not os.access(folder, os.W_OK):
-            raise UserError(f"the MLflow database folder {folder!r} is not writable")
-    elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql") and "+" not in scheme:
-        raise UserError(f"unsupported MLflow tracking URI {uri!r}; use sqlite:///PATH, http://HOST:PORT "
-                        f"or a database URI")
-
-
-def client(uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
 
 def store_lock(uri: str):
     """A lock across processes (``<database>.lock``) around creating a SQLite store and its
@@ -222,19 +124,8 @@ def start_parent_run(uri: str, experiment_id: str, sweep: str, method: str, task
 
 def find_runs(uri: str, experiment_id: str, sweep: str, role: str = ROLE_TRIAL) -> list:
     """The runs of ``sweep`` with the given role (all pages)."""
-    c = client(uri)
-    filt = f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_ROLE}` = '{role}'"
-    runs, token = [], None
-    while True:
-        page = c.search_runs([experiment_id], filter_string=filt, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _numeric(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return search_all_runs(client(uri), [experiment_id],
+                           f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_ROLE}` = '{role}'")
 
 
 def _error_reason(trial) -> str:
@@ -267,13 +158,6 @@ def _error_reason(trial) -> str:
         pass
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "the trial failed (no error recorded)"
-
-
-def trial_status(last_result: dict | None, errored: bool) -> str:
-    """TERMINATED (trained to the end), EARLY_STOPPED (stopped by the scheduler) or ERROR."""
-    if errored:
-        return STATUS_ERROR
-    return STATUS_TERMINATED if (last_result or {}).get(FINAL) else STATUS_EARLY_STOPPED
 
 
 class MlflowTrialLogger(tune.Callback):
@@ -398,7 +282,7 @@ class MlflowTrialLogger(tune.Callback):
         if step <= self._last_step.get(trial.trial_id, -1):
             return  # already logged before the driver restarted
         metrics = {k: v for k, v in result.items()
-                   if _numeric(v) and k not in _NOT_STEP_METRICS
+                   if is_number(v) and k not in _NOT_STEP_METRICS
                    and not (k.startswith("best_eval_") and k != "best_eval_score")}
         log_metrics(self.client, run_id, metrics, step)
         self._last_step[trial.trial_id] = step
@@ -435,28 +319,6 @@ class MlflowTrialLogger(tune.Callback):
                     self.client.log_artifact(run_id, path)
 
 
-def final_metrics(result: dict) -> dict[str, float]:
-    """The final metrics of a trial from its last result (the final report, or the last
-    evaluation of a trial stopped early or failed): ``best_eval_<m>``, ``test_<m>`` (a finished
-    trial on a task with a labelled test split), :data:`FINAL_METRICS`."""
-    if not result:
-        return {}
-    out = {k: v for k, v in result.items() if k.startswith(("best_eval_", "test_")) and _numeric(v)}
-    if "best_eval_score" in result:
-        out["best_eval_score"] = result["best_eval_score"]
-    for key in FINAL_METRICS:
-        if key in result and _numeric(result[key]) and key != "eval_score":
-            out[key] = result[key]
-    if "train_seconds" not in out and _numeric(result.get("time_total_s")):
-        out["train_seconds"] = result["time_total_s"]
-    if "param_ratio" not in out and result.get("teacher_params") and result.get("student_params"):
-        out["param_ratio"] = result["teacher_params"] / result["student_params"]
-    if "best_eval_score" in out and not (isinstance(out["best_eval_score"], float)
-                                         and math.isnan(out["best_eval_score"])):
-        out["eval_score"] = out["best_eval_score"]
-    return out
-
-
 def log_best_student(uri: str, parent_run_id: str, student_dir: str) -> None:
     client(uri).log_artifacts(parent_run_id, student_dir, artifact_path=ARTIFACT_STUDENT)
 
@@ -465,7 +327,7 @@ def finish_parent_run(uri: str, parent_run_id: str, metrics: dict[str, float], s
                       status: str = "FINISHED") -> None:
     c = client(uri)
     if metrics:
-        log_metrics(c, parent_run_id, {k: v for k, v in metrics.items() if _numeric(v)}, 0)
+        log_metrics(c, parent_run_id, {k: v for k, v in metrics.items() if is_number(v)}, 0)
     if summary_path and os.path.isfile(summary_path):
         c.log_artifact(parent_run_id, summary_path)
     c.set_terminated(parent_run_id, status=status)
