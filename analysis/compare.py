@@ -170,7 +170,7 @@ def write_outputs(table: pd.DataFrame, out_dir: str, *, task: str, experiment: s
     the plotted data and the teacher reference lines drawn (``teachers``, see
     :func:`analysis.teacher_ref.teacher_scores`)."""
     os.makedirs(out_dir, exist_ok=True)
-    primary, _ = task_metrics(task, pd.DataFrame())
+    primary = next(c[:-len("_best")] for c in table.columns if c.endswith("_best"))
     paths = {name: os.path.join(out_dir, f"compare.{name}") for name in ("md", "csv")}
     paths.update({os.path.splitext(p)[1][1:]: p for p in figure_paths(os.path.join(out_dir, "compare"))})
     table.to_csv(paths["csv"], index=False)

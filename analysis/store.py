@@ -20,6 +20,7 @@ Every way of finding nothing (no store file, no experiment, no matching runs) is
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from analysis.runs_frame import PARAM_TYPES, TAG_COLUMNS, runs_frame, typed_column  # noqa: F401
-from trainables.config import HPARAMS
+from trainables.config import HPARAMS, DistillConfig
 from trainables.errors import UserError
 from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, DEFAULT_EXPERIMENT, ROLE_SWEEP, ROLE_TRIAL,  # noqa: F401
                                  STATUS_ERROR, TAG_ERROR, TAG_METHOD, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN,
@@ -81,17 +82,36 @@ def task_metrics(task: str | None, df: pd.DataFrame) -> tuple[str, list[str]]:
     if spec is not None:
         metrics = [spec.primary_metric] + [m for m in spec.metrics if m != spec.primary_metric]
         return spec.primary_metric, metrics
+    settings = {f.name for f in dataclasses.fields(DistillConfig)}  # eval_steps, eval_teacher: settings
     found = []
     for col in df.columns:
         for prefix in ("best_eval_", "eval_"):
-            if col.startswith(prefix):
+            if col.startswith(prefix) and col not in settings:
                 name = col[len(prefix):]
                 if name not in ("score", "loss") and name not in found:
                     found.append(name)
-    return "score", ["score", *found]
+    primary = _primary_of(df, found)
+    return (primary, [primary, *[m for m in found if m != primary]]) if primary else ("score", ["score", *found])
+
+
+def _primary_of(df: pd.DataFrame, metrics: list[str]) -> str | None:
+    """The metric whose best value is every run's primary score (``best_eval_score``): a
+    bring-your-own task's primary metric, named (None when no metric matches on every run)."""
+    if "best_eval_score" not in df or df["best_eval_score"].isna().all():
+        return None
+    score = df["best_eval_score"].astype(float)
+    for m in metrics:
+        col = f"best_eval_{m}"
+        if col in df and ((df[col].astype(float) - score).abs() < 1e-9).where(score.notna(), True).all():
+            return m
+    return None
 
 
 # ---- the store ----------------------------------------------------------------------------------
+
+def _folder_name(task: str) -> str:
+    return os.path.basename(os.path.normpath(str(task))).lower()
+
 
 def _listing(values: Iterable[object]) -> str:
     items = sorted({str(v) for v in values if v is not None and not pd.isna(v) and str(v) != ""})
@@ -147,7 +167,9 @@ class Store:
         if df.empty:
             raise UserError(f"no {role or ''} runs {where}".replace("  ", " "))
         if task is not None:
-            hit = df["task"].astype(str).str.lower() == task.lower()
+            # a bring-your-own task recorded as a path is also found by its folder name
+            recorded = df["task"].astype(str)
+            hit = (recorded.str.lower() == task.lower()) | (recorded.map(_folder_name) == _folder_name(task))
             if not hit.any():
                 raise UserError(f"no runs for task {task!r} {where} (tasks with runs: "
                                 f"{_listing(df['task'])})")

@@ -200,3 +200,18 @@ def test_an_unwritable_out_folder(filled, tmp_path, capsys):
         compare.main(["--task", "sst2", "--mlflow-uri", f.uri, "--out", str(tmp_path / "file" / "x")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err == f"error: --out {tmp_path / 'file' / 'x'} is not a writable folder ({tmp_path / 'file'} is a file)\n"
+
+
+def test_a_byo_task_by_its_folder_name_with_its_own_metric_names(tmp_path, capsys):
+    """A bring-your-own task recorded as a path is compared as ``--task rte``; its primary metric
+    is named (not "score") and the eval_steps / eval_teacher settings are not read as metrics."""
+    fill = Filler(str(tmp_path / "mlflow.db"))
+    task = str(tmp_path / "data" / "rte")
+    for method, score in (("kd", 0.61), ("metadistil", 0.64)):
+        fill.trial(method, score, task=task, eval_steps=400, metrics={"best_eval_f1": score - 0.1})
+    table = compare.main(["--task", "rte", "--mlflow-uri", fill.uri, "--out", str(tmp_path / "out")])
+    assert list(table["method"]) == ["metadistil", "kd"]
+    assert table["accuracy_mean"].tolist() == [0.64, 0.61] and "f1_mean" in table
+    assert not {"steps_mean", "teacher_mean", "score_mean"} & set(table.columns), list(table.columns)
+    header = (tmp_path / "out" / "compare.md").read_text()
+    assert "| accuracy | f1 | best accuracy |" in header and "steps" not in header.split("\n")[4]

@@ -365,3 +365,30 @@ def test_byo_task_type_overrides_the_inferred_one(tmp_path):
     assert task.is_regression and load_splits(task, None)["train"]["labels"] == [1.0, 2.0, 3.0]
     with raises_user_error("task_type='regression' does not apply to table task 'sst2'"):
         get_task("sst2", task_type="regression")
+
+
+def test_an_id_column_passed_as_the_label_is_a_clear_error_naming_the_label_like_columns(tmp_path):
+    rows = [("index", "sentence", "label")] + [(str(i), f"text {i}", str(i % 2)) for i in range(240)]
+    write(tmp_path / "train.tsv", tsv(rows))
+    write(tmp_path / "dev.tsv", tsv(rows[:5]))
+    with raises_user_error("'index'", "240 distinct values in 240 rows", "looks like an id",
+                           "'label' (2 values)", "--label-column"):
+        get_task(str(tmp_path), text_columns="sentence", label_column="index")
+    # the right column works, and an explicit task type keeps the many classes when meant
+    assert get_task(str(tmp_path), text_columns="sentence", label_column="label").labels == ("0", "1")
+    assert len(get_task(str(tmp_path), text_columns="sentence", label_column="index",
+                        task_type="classification").labels) == 240
+
+
+def test_a_byo_folder_under_the_data_dir_is_found_by_its_short_name(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "rte"
+    folder.mkdir(parents=True)
+    write(folder / "train.tsv", tsv([("s1", "s2", "label"), ("a", "b", "entailment"), ("c", "d", "not")]))
+    write(folder / "dev.tsv", tsv([("s1", "s2", "label"), ("e", "f", "not")]))
+    monkeypatch.chdir(tmp_path)  # no ./rte here: found under the data dir only
+    task = get_task("rte", "s1,s2", "label", data_dir=str(tmp_path / "data"))
+    assert task.name == "rte" and task.path == str(folder) and task.labels == ("entailment", "not")
+    monkeypatch.setenv("TUNER_DATA_DIR", str(tmp_path / "data"))  # the env var as the default data dir
+    assert get_task("rte", "s1,s2", "label").path == str(folder)
+    with raises_user_error("unknown task 'qnli'", f"a folder under the data dir {tmp_path / 'data'}"):
+        get_task("qnli", "s1,s2", "label")

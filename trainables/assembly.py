@@ -58,7 +58,7 @@ def holds_out_quiz(cfg: DistillConfig) -> bool:
 
 def load_task(cfg: DistillConfig) -> tuple[TaskSpec, TaskData]:
     """The task and its splits; rows are drawn with ``data_seed`` (never the training seed)."""
-    task = get_task(cfg.task, cfg.text_columns, cfg.label_column, cfg.task_type)
+    task = get_task(cfg.task, cfg.text_columns, cfg.label_column, cfg.task_type, cfg.data_dir)
     data = load_task_data(task, cfg.data_dir, max_train_samples=cfg.max_train_samples,
                           max_eval_samples=cfg.max_eval_samples, quiz_fraction=cfg.quiz_fraction,
                           seed=cfg.data_seed, hold_out_quiz=holds_out_quiz(cfg))

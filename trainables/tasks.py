@@ -126,8 +126,11 @@ def label_key(value: object) -> str:
 # ---- lookup ---------------------------------------------------------------------------------------
 
 def get_task(name_or_path: str, text_columns: str | None = None,
-             label_column: str | None = None, task_type: str | None = None) -> TaskSpec:
-    """A task of the table by name (case-insensitive), or a bring-your-own task from a folder.
+             label_column: str | None = None, task_type: str | None = None,
+             data_dir: str | None = None) -> TaskSpec:
+    """A task of the table by name (case-insensitive), or a bring-your-own task from a folder:
+    a path, or a short name of a folder under ``data_dir`` (default ``$TUNER_DATA_DIR``), so
+    ``--task rte`` finds ``<data_dir>/rte/``.
 
     Table names win over a folder of the same name (write ``./sst2`` for the folder).
     ``text_columns`` ("a" or "a,b"), ``label_column`` and ``task_type`` (classification |
@@ -142,8 +145,13 @@ def get_task(name_or_path: str, text_columns: str | None = None,
         return task
     if os.path.isdir(name_or_path):
         return _byo_task(name_or_path, text_columns, label_column, task_type)
-    raise UserError(f"unknown task {name_or_path!r}; valid: {', '.join(TASKS)}, or the path of a folder "
-                    "holding train.* and dev.* files (.tsv, .csv, .jsonl)")
+    data_dir = data_dir or os.environ.get("TUNER_DATA_DIR")
+    under = os.path.join(data_dir, name_or_path) if data_dir and not os.path.isabs(name_or_path) else None
+    if under and os.path.isdir(under):
+        return _byo_task(under, text_columns, label_column, task_type)
+    where = f" or a folder under the data dir {data_dir}" if data_dir else ""
+    raise UserError(f"unknown task {name_or_path!r}; valid: {', '.join(TASKS)}, the path of a folder "
+                    f"holding train.* and dev.* files (.tsv, .csv, .jsonl){where}")
 
 
 def _check_table_columns(task: TaskSpec, text_columns: str | None, label_column: str | None) -> None:
@@ -172,6 +180,8 @@ def _byo_task(folder: str, text_columns: str | None, label_column: str | None,
     train = read_table(train_file)
     require_columns(train, (*columns, label_column), train_file)
     labels = infer_labels(train.select_columns([label_column])[:][label_column], train_file, task_type)
+    if labels is not None and task_type is None:
+        _check_not_an_id(train, label_column, len(labels), train_file, columns)
     kind = "regression" if labels is None else "binary" if len(labels) == 2 else "multiclass"
     metrics, primary = BYO_METRICS[kind]
     name = os.path.basename(os.path.normpath(folder))
@@ -179,6 +189,31 @@ def _byo_task(folder: str, text_columns: str | None, label_column: str | None,
 
 
 TASK_TYPES = ("classification", "regression")
+#: a label column with more distinct values than this share of the rows (and than MAX_GUESSED_CLASSES)
+#: is taken for an id column passed by mistake
+ID_LIKE_SHARE = 0.5
+MAX_GUESSED_CLASSES = 100
+
+
+def _check_not_an_id(table, label_column: str, num_labels: int, source: str, text_columns) -> None:
+    """A label column with nearly one value per row (an ``index`` or id column passed by mistake)
+    is an error naming the columns that look like labels, not a task with thousands of classes."""
+    rows = table.num_rows
+    if num_labels <= MAX_GUESSED_CLASSES or num_labels <= ID_LIKE_SHARE * rows:
+        return
+    candidates = []
+    for name in table.column_names:
+        if name in (label_column, *text_columns):
+            continue
+        distinct = len({label_key(v) for v in table.select_columns([name])[:][name]})
+        if 2 <= distinct <= MAX_GUESSED_CLASSES:
+            candidates.append(f"{name!r} ({distinct} values)")
+    hint = (f"columns that look like labels: {', '.join(candidates)}; pass --label-column NAME"
+            if candidates else "pass the label column with --label-column")
+    raise UserError(f"label column {label_column!r} of {source} has {num_labels} distinct values in {rows} rows: "
+                    f"it looks like an id, not a label; {hint} (or --task-type classification to keep "
+                    f"{num_labels} classes, or --task-type regression)")
+
 
 
 def infer_labels(values: list, source: str, task_type: str | None = None) -> tuple[str, ...] | None:

@@ -164,7 +164,7 @@ def build_summary(spec, prep, trials, best, *, student_path, parent_run_id, expe
     base = prep.base
     try:
         primary = get_task(base["task"], base.get("text_columns"), base.get("label_column"),
-                           base.get("task_type")).primary_metric
+                           base.get("task_type"), base.get("data_dir")).primary_metric
     except Exception:
         primary = "score"
     best_metrics = best["metrics"] if best else {}
