@@ -71,7 +71,9 @@ class Filler:
                      f"eval_{primary}": score, "student_params": student_params,
                      "teacher_params": teacher_params, "param_ratio": teacher_params / student_params}
         final.update(metrics or {})
-        # as the sweeps log them: evaluations first, then the final metrics at the last step
+        # as the sweeps log them: evaluations first, then the final metrics at the last step; the
+        # evaluation curves (eval_*) are the evaluations' own, never overwritten by a best value
+        final = {k: v for k, v in final.items() if not (k.startswith("eval_") and k in (history or {}))}
         step_metrics = []
         for key, points in (history or {}).items():
             step_metrics += [Metric(key, float(v), self._clock + i, int(s)) for i, (s, v) in enumerate(points)]

@@ -150,9 +150,10 @@ def test_dynamics_alpha_beta_and_teacher_student(filled, tmp_path):
     assert list(ts["data"]["teacher"]) == [v for _, v in TEACHER_CURVE]
     assert list(ts["data"]["student"]) == [v for _, v in STUDENT_CURVE]
     assert ids["metadistil"][:8] in ts["png"] and os.path.getsize(ts["png"]) > 0
-    # eval_score's final (best) value, logged again at the last step, does not replace that
-    # step's evaluation in the curve
-    assert store.run(ids["metadistil"])["eval_score"] == 0.91
+    # the curve is the evaluations' own: its latest value is the last evaluation, the best one is
+    # best_eval_score
+    run = store.run(ids["metadistil"])
+    assert run["eval_score"] == 0.89 and run["best_eval_score"] == 0.91
     assert list(store.metric_history(ids["metadistil"], ["eval_score"])["eval_score"]) == [0.60, 0.91, 0.89]
 
 
@@ -215,3 +216,12 @@ def test_a_byo_task_by_its_folder_name_with_its_own_metric_names(tmp_path, capsy
     assert not {"steps_mean", "teacher_mean", "score_mean"} & set(table.columns), list(table.columns)
     header = (tmp_path / "out" / "compare.md").read_text()
     assert "| accuracy | f1 | best accuracy |" in header and "steps" not in header.split("\n")[4]
+
+
+def test_trial_run_names_say_what_the_trial_was():
+    from tuner.mlflow_schema import trial_run_name
+
+    name = trial_run_name("kd", {"student_lr": 3.1e-5, "alpha": 0.7, "temperature": 4.0, "batch_size": 16})
+    assert name == "kd T=4 α=0.7 λ=3.1e-05 batch_size=16"
+    assert trial_run_name("metadistil", {"pilot_update": False, "teacher_lr": 2e-6}) == \
+        "metadistil μ=2e-06 pilot_update=False"

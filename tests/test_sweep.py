@@ -64,6 +64,11 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     client = MlflowClient(mlflow_uri)
     parent, children = runs_of(mlflow_uri, "test-e2e", "meta-e2e")
     assert parent.info.run_name == "meta-e2e" and parent.info.status == "FINISHED"
+    # the model-training view, and the fine-tuned teacher's dev score as every trial's reference
+    exp = client.get_experiment_by_name("test-e2e")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    reference = parent.data.metrics["teacher_eval_accuracy"]
+    assert 0 <= reference <= 1 and parent.data.metrics["teacher_eval_score"] == reference
     assert parent.data.tags[tracking.TAG_METHOD] == "metadistil" and parent.data.tags[tracking.TAG_TASK] == "sst2"
     reruns = [r for r in children if r.data.tags.get(tracking.TAG_SEED_RERUN) == "true"]
     trials = [r for r in children if tracking.TAG_SEED_RERUN not in r.data.tags]
@@ -78,6 +83,8 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
         assert tags[tracking.TAG_ROLE] == "trial" and tags[tracking.TAG_SWEEP] == "meta-e2e"
         assert tags[tracking.TAG_METHOD] == "metadistil" and tags[tracking.TAG_TASK] == "sst2"
         assert tags[tracking.TAG_STUDY] == "e2e"
+        assert run.info.run_name.startswith("metadistil ") and "λ=" in run.info.run_name  # what the trial was
+        assert metrics["teacher_eval_accuracy"] == reference
         assert tags[tracking.TAG_STATUS] == entry["status"] != "ERROR"
         assert fields | set(tracking.MODEL_PARAMS) <= set(params)
         assert params["method"] == "metadistil" and params["inner_lr"] == "None"
@@ -87,9 +94,10 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
         assert int(params["student_layers"]) == 1 and int(params["teacher_layers"]) == 2
         history = client.get_metric_history(run.info.run_id, "eval_score")
         steps = [m.step for m in history]
-        assert steps == sorted(steps) and len(steps) >= 2  # per evaluation, then the final value
-        assert metrics["eval_score"] == metrics["best_eval_score"] == entry["metrics"]["best_eval_score"]
-        assert metrics["best_eval_score"] == max(m.value for m in history)
+        assert steps == sorted(steps) and len(set(steps)) == len(steps) >= 1  # one point per evaluation
+        assert metrics["best_eval_score"] == entry["metrics"]["best_eval_score"] == max(m.value for m in history)
+        last = max(history, key=lambda m: (m.step, m.timestamp))
+        assert metrics["eval_score"] == last.value  # the last evaluation, not the best written over it
         assert "train_loss" in metrics and "eval_accuracy" in metrics and "best_eval_accuracy" in metrics
         assert metrics["student_params"] < metrics["teacher_params"] and "student_layers" in metrics
         if entry["status"] == "TERMINATED":

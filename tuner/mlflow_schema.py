@@ -165,3 +165,44 @@ def search_all_runs(c, experiment_ids: list[str], filter_string: str = "") -> li
         return c.search_runs(experiment_ids, filter_string, max_results=count, page_token=token)
 
     return get_results_from_paginated_fn(page, SEARCH_MAX_RESULTS_DEFAULT)
+
+
+# ---- what a run is called and what it is compared against ------------------------------------------
+
+#: the experiment tag that opens an experiment in MLflow's model-training view (not the GenAI one)
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+#: short names of hyperparameters in trial run names (the papers' symbols)
+SYMBOLS = {"student_lr": "λ", "teacher_lr": "μ", "alpha": "α", "beta": "β", "temperature": "T"}
+
+
+def trial_run_name(method: str, sampled: dict[str, Any]) -> str:
+    """``kd T=4 α=0.7 λ=3e-05``: the method and its sampled hyperparameters (symbols first, then
+    the others by name; numbers to 2 significant digits), so a run table says what each trial was."""
+    def fmt(value: Any) -> str:
+        return f"{value:.2g}" if isinstance(value, float) else str(value)
+
+    known = [k for k in ("temperature", "alpha", "beta", "student_lr", "teacher_lr") if k in sampled]
+    others = sorted(k for k in sampled if k not in SYMBOLS)
+    parts = [f"{SYMBOLS.get(k, k)}={fmt(sampled[k])}" for k in known + others]
+    return " ".join([method, *parts])
+
+
+def teacher_reference_metrics(teacher_path: str | None) -> dict[str, float]:
+    """The fine-tuned teacher's dev (and test) metrics as ``teacher_eval_<m>`` / ``teacher_test_<m>``,
+    from its cache folder's info file (empty when there is none: e.g. a ``--teacher-checkpoint``)."""
+    import json
+
+    from trainables.teacher_cache import INFO_FILE
+
+    try:
+        with open(os.path.join(teacher_path or "", INFO_FILE)) as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for key, value in {**info.get("dev_metrics", {}), **info.get("test_metrics", {})}.items():
+        if is_number(value):
+            out[f"teacher_{key}"] = float(value)
+    return out

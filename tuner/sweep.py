@@ -499,7 +499,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 teacher_paths = fine_tune_teachers([prep.base], spec, resources)[0]
             parent_run_id = tracking.start_parent_run(
                 prep.tracking_uri, experiment_id, spec.name, spec.method, str(prep.base["task"]),
-                tags=spec.tags, params=_parent_params(prep, spec))
+                tags=spec.tags, params=_parent_params(prep, spec), teacher_paths=teacher_paths)
             record = {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
                       "tracking_uri": prep.tracking_uri, "teacher_paths": teacher_paths,
                       "eval_steps": prep.eval_steps, "train_rows": prep.train_rows,

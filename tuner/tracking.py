@@ -33,7 +33,8 @@ from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, ARTIFACT_STUDENT, ARTIFACT_
                                  TAG_NODE, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN, TAG_STATUS, TAG_STUDY,
                                  TAG_SWEEP, TAG_TASK, TAG_TRIAL_ID, check_tracking_uri, client,
                                  final_metrics, is_number, resolve_tracking_uri, search_all_runs,
-                                 trial_status)
+                                 trial_status, EXPERIMENT_KIND, TAG_EXPERIMENT_KIND,
+                                 teacher_reference_metrics, trial_run_name)
 
 #: result keys that are bookkeeping, not metrics (Ray's own plus the trainable's)
 _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
@@ -70,13 +71,16 @@ def _ensure_experiment(uri: str, name: str) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             raise UserError(f"MLflow experiment {name!r} is deleted; restore it or use another --experiment")
+        if TAG_EXPERIMENT_KIND not in exp.tags:  # an experiment from before: the model-training view
+            c.set_experiment_tag(exp.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         folder = os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "mlartifacts")
         location = Path(folder).as_uri()
     try:
-        return c.create_experiment(name, artifact_location=location)
+        return c.create_experiment(name, artifact_location=location,
+                                   tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND})
     except Exception:  # created concurrently by another driver
         exp = c.get_experiment_by_name(name)
         if exp is None:
@@ -112,13 +116,18 @@ def log_metrics(c, run_id: str, metrics: dict[str, float], step: int, timestamp:
 
 
 def start_parent_run(uri: str, experiment_id: str, sweep: str, method: str, task: str,
-                     tags: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> str:
-    """Create the sweep's parent run; return its id."""
+                     tags: dict[str, str] | None = None, params: dict[str, Any] | None = None,
+                     teacher_paths: list[str] | None = None) -> str:
+    """Create the sweep's parent run, with the fine-tuned teacher's dev/test metrics
+    (``teacher_eval_<m>``, the reference of every comparison); return its id."""
     c = client(uri)
     run = c.create_run(experiment_id, run_name=sweep, tags={
         TAG_ROLE: ROLE_SWEEP, TAG_SWEEP: sweep, TAG_METHOD: method, TAG_TASK: task, **(tags or {})})
     if params:
         log_params(c, run.info.run_id, params)
+    reference = teacher_reference_metrics((teacher_paths or [None])[0])
+    if reference:
+        log_metrics(c, run.info.run_id, reference, 0)
     return run.info.run_id
 
 
@@ -178,6 +187,7 @@ class MlflowTrialLogger(tune.Callback):
 
     def _reset(self) -> None:
         self._client = None
+        self._teacher_reference: dict[str, float] | None = None
         self._runs: dict[str, str] = {}         # trial id -> run id
         self._last_step: dict[str, int] = {}    # trial id -> last step logged
         self._model_logged: set[str] = set()
@@ -185,7 +195,7 @@ class MlflowTrialLogger(tune.Callback):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_client", "_runs", "_last_step", "_model_logged", "_ended"):
+        for key in ("_client", "_teacher_reference", "_runs", "_last_step", "_model_logged", "_ended"):
             state.pop(key, None)
         return state
 
@@ -198,6 +208,15 @@ class MlflowTrialLogger(tune.Callback):
         if self._client is None:
             self._client = client(self.tracking_uri)
         return self._client
+
+    @property
+    def teacher_reference(self) -> dict[str, float]:
+        """The fine-tuned teacher's metrics the parent run holds (read once)."""
+        if self._teacher_reference is None:
+            metrics = self.client.get_run(self.parent_run_id).data.metrics
+            self._teacher_reference = {k: v for k, v in metrics.items()
+                                       if k.startswith(("teacher_eval_", "teacher_test_"))}
+        return self._teacher_reference
 
     # ---- runs -------------------------------------------------------------------------------
     def _find_run(self, tid: str) -> str | None:
@@ -217,11 +236,13 @@ class MlflowTrialLogger(tune.Callback):
             self.client.update_run(run_id, status="RUNNING")
         else:
             config = {**self.base_config, **trial.config, "method": self.method}
-            run = self.client.create_run(self.experiment_id, run_name=str(trial), tags={
+            run = self.client.create_run(self.experiment_id, run_name=trial_run_name(self.method, trial.config), tags={
                 TAG_PARENT: self.parent_run_id, TAG_ROLE: ROLE_TRIAL, TAG_SWEEP: self.sweep,
                 TAG_TRIAL_ID: tid, TAG_METHOD: self.method, TAG_TASK: self.task, **self.tags})
             run_id = run.info.run_id
             log_params(self.client, run_id, config_params(config))
+            if self.teacher_reference:  # the fine-tuned teacher: the reference line of this run
+                log_metrics(self.client, run_id, self.teacher_reference, 0)
             self._last_step[tid] = -1
         self._runs[tid] = run_id
         return run_id
@@ -295,12 +316,9 @@ class MlflowTrialLogger(tune.Callback):
         status = trial_status(result, errored)
         final = final_metrics(result)
         if final:
+            # the eval_score curve stays the evaluations' own; the best is best_eval_score
             step = int(result.get("step", 0))
-            ts = int(time.time() * 1000)
-            rest = {k: v for k, v in final.items() if k != "eval_score"}
-            log_metrics(self.client, run_id, rest, step, ts)
-            if "eval_score" in final:  # last, and later: its latest value is the best score
-                log_metrics(self.client, run_id, {"eval_score": final["eval_score"]}, step, ts + 1)
+            log_metrics(self.client, run_id, {k: v for k, v in final.items() if k != "eval_score"}, step)
         self._log_artifacts(trial, run_id)
         self.client.set_tag(run_id, TAG_STATUS, status)
         if errored:
