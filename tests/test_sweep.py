@@ -50,6 +50,9 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     for key in ("best_config", "best_metric", "metric_name", "trials", "mlflow_experiment", "best_student_path"):
         assert key in written
     assert written["metric_name"] == "accuracy" and written["mlflow_experiment"] == "test-e2e"
+    # the artifacts sit next to the SQLite store, not in the working directory
+    store_dir = os.path.dirname(mlflow_uri[len("sqlite:///"):])
+    assert written["mlflow_artifacts"] == "file://" + os.path.join(store_dir, "mlartifacts")
     assert written["best_metric"] == summary["best_metric"]
     assert len(written["trials"]) == 3 and sum(written["counts"].values()) == 3
     assert written["counts"]["ERROR"] == 0

@@ -199,9 +199,19 @@ def build_summary(spec, prep, trials, best, *, student_path, parent_run_id, expe
                    "max_concurrent": spec.max_concurrent, "eval_steps": prep.eval_steps},
         "mlflow_uri": prep.tracking_uri, "mlflow_experiment": spec.experiment,
         "mlflow_experiment_id": experiment_id, "mlflow_parent_run_id": parent_run_id,
+        "mlflow_artifacts": _artifact_location(prep.tracking_uri, experiment_id),
         "storage_dir": spec.experiment_dir, "ray_address": address,
         "wall_seconds": wall_seconds,
     }
+
+
+def _artifact_location(uri: str, experiment_id: str) -> str | None:
+    """Where the experiment's artifacts are stored (next to a SQLite store; the server's root
+    otherwise), for the summary."""
+    try:
+        return tracking.client(uri).get_experiment(experiment_id).artifact_location
+    except Exception:  # the summary never fails on tracking
+        return None
 
 
 def parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -277,6 +287,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("time"):
         lines.append(timing.format_breakdown(summary["time"]))
     lines.append(f"MLflow: experiment {summary['mlflow_experiment']!r} at {summary['mlflow_uri']} "
-                 f"(parent run {summary['mlflow_parent_run_id']})")
+                 f"(parent run {summary['mlflow_parent_run_id']}); artifacts (step logs, the best "
+                 f"student) in {summary.get('mlflow_artifacts')}")
     lines.append(f"results: {summary['storage_dir']}")
     return "\n".join(lines)
