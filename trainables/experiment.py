@@ -15,7 +15,8 @@ from trainables.assembly import (PreparedRun, assemble, check_one_tokenizer, hol
                                  load_task, save_model, train_and_save)
 from trainables.config import DistillConfig
 from trainables.engine import Reporter, TrainResult
-from trainables.profiling import speedup
+from trainables.profiling import measured_speedup
+from trainables.teacher_cache import cache_root
 from trainables.teacher import resolve_teachers
 
 
@@ -37,9 +38,22 @@ def summarise(prep: PreparedRun, result: TrainResult, seconds: float) -> dict:
     if prep.teacher_info is not None:
         out.update(teacher_params=prep.teacher_info.params, teacher_layers=prep.teacher_info.layers,
                    param_ratio=prep.teacher_info.params / prep.student_info.params)
-        batches = [b for _, b in zip(range(2), engine.loaders.dev)]
-        out.update(speedup(engine.method.student, engine.method.teachers[0], batches, engine.device))
+        out.update(speedup_of(prep))
     return out
+
+
+def speedup_of(prep: PreparedRun) -> dict[str, float]:
+    """The student's measured inference speed-up over the (first) teacher on two dev batches, from
+    the table next to the fine-tuned teachers (measured once per teacher, student, device and
+    batches: :func:`trainables.profiling.measured_speedup`); empty without a teacher."""
+    if prep.teacher_info is None:
+        return {}
+    engine = prep.engine
+    batches = [b for _, b in zip(range(2), engine.loaders.dev)]
+    shapes = ",".join("x".join(map(str, b["input_ids"].shape)) for b in batches)
+    key = "|".join([prep.teacher_paths[0], prep.student_info.source, engine.device_name(), shapes])
+    return measured_speedup(engine.method.student, engine.method.teachers[0], batches, engine.device,
+                            key=key, folder=cache_root(prep.cfg))
 
 
 def run(cfg: DistillConfig, *, report: Reporter | None = None, resume_from: str | None = None,

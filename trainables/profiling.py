@@ -1,8 +1,17 @@
 """Measured (not assumed) costs: inference time of teacher and student (the speed-up column) and a
-process's peak memory."""
+process's peak memory.
+
+The speed-up is a property of the teacher, the student and the device, not of a trial: it is
+measured once per (teacher, student, device, evaluation batches) with several repeats (the median)
+and kept in a small JSON table next to the fine-tuned teachers, so every trial with the same models
+reports the same value, early-stopped ones included.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
 import time
 
 import torch
@@ -10,15 +19,18 @@ import torch
 from trainables.methods.base import Batch, model_inputs
 
 
+SPEEDUP_FILE = "speedups.json"
+
+
 @torch.no_grad()
 def forward_seconds(model: torch.nn.Module, batches: list[Batch], device: torch.device,
-                    repeats: int = 3) -> float:
-    """Best-of-``repeats`` wall time of one inference pass over ``batches``."""
+                    repeats: int = 5) -> float:
+    """Median over ``repeats`` of the wall time of one inference pass over ``batches``."""
     was_training = model.training
     model.eval()
     inputs = [{k: v.to(device) for k, v in model_inputs(b, model).items()} for b in batches]
     model(**inputs[0])  # warm-up
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -27,9 +39,9 @@ def forward_seconds(model: torch.nn.Module, batches: list[Batch], device: torch.
             model(**x)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
     model.train(was_training)
-    return best
+    return statistics.median(times)
 
 
 def speedup(student: torch.nn.Module, teacher: torch.nn.Module, batches: list[Batch],
@@ -37,6 +49,48 @@ def speedup(student: torch.nn.Module, teacher: torch.nn.Module, batches: list[Ba
     s = forward_seconds(student, batches, device)
     t = forward_seconds(teacher, batches, device)
     return {"student_infer_seconds": s, "teacher_infer_seconds": t, "speedup": t / s if s > 0 else float("nan")}
+
+
+def measured_speedup(student: torch.nn.Module, teacher: torch.nn.Module, batches: list[Batch],
+                     device: torch.device, *, key: str, folder: str | None) -> dict[str, float]:
+    """:func:`speedup` of ``key`` (teacher, student, device, batches) from the table in
+    ``folder``, measured and added under a file lock when missing (so concurrent trials measure
+    it once); measured afresh without a folder."""
+    if folder:
+        from filelock import FileLock
+
+        path = os.path.join(folder, SPEEDUP_FILE)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with FileLock(path + ".lock"):
+                return dict(_recorded(path, key) or _record(path, key, speedup(student, teacher, batches, device)))
+        except OSError:  # a read-only cache: the table as it is, else a measurement of our own
+            recorded = _recorded(path, key)
+            if recorded:
+                return dict(recorded)
+    return speedup(student, teacher, batches, device)
+
+
+def _recorded(path: str, key: str) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh).get(key)
+    except (OSError, ValueError):
+        return None
+
+
+def _record(path: str, key: str, value: dict) -> dict:
+    try:
+        with open(path) as fh:
+            table = json.load(fh)
+    except (OSError, ValueError):
+        table = {}
+    table[key] = value
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(table, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return value
 
 
 def peak_rss_mb() -> float:

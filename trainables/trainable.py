@@ -181,8 +181,11 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
     held: dict[str, PreparedRun] = {}
 
     def on_prepared(prep: "PreparedRun") -> None:
+        from trainables.experiment import speedup_of
+
         held["prep"] = prep
-        state.model = {**model_info(prep), GPU_IDS: gpus}
+        # sizes and the measured speed-up in every report: a trial stopped early has them too
+        state.model = {**model_info(prep), GPU_IDS: gpus, **speedup_of(prep)}
 
     def report(metrics: dict, save_checkpoint: Callable[[str], None]) -> None:
         state.evaluation += 1

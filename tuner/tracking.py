@@ -40,7 +40,9 @@ from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, ARTIFACT_STUDENT, ARTIFACT_
 _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
     "done", "training_iteration", "step", "epoch", EVALUATION, "evaluations", FINAL, *MODEL_KEYS,
     "time_this_iter_s", "time_total_s", "timestamp", "pid", "iterations_since_restore",
-    "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total"}
+    "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total",
+    # constants of the trial (in every report, logged once as final metrics)
+    "speedup", "student_infer_seconds", "teacher_infer_seconds"}
 
 
 # ---- the store --------------------------------------------------------------------------------
