@@ -49,6 +49,13 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     written = json.loads(out.read_text())
     for key in ("best_config", "best_metric", "metric_name", "trials", "mlflow_experiment", "best_student_path"):
         assert key in written
+    # the best student is an MLflow model that loads and classifies
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    predicted = mlflow.pyfunc.load_model(written["best_student_model"]).predict(pd.DataFrame({"text": ["fine"]}))
+    assert predicted["label"][0] in ("negative", "positive")  # the task's label names
     assert written["metric_name"] == "accuracy" and written["mlflow_experiment"] == "test-e2e"
     # the artifacts sit next to the SQLite store, not in the working directory
     store_dir = os.path.dirname(mlflow_uri[len("sqlite:///"):])

@@ -392,3 +392,10 @@ def test_a_byo_folder_under_the_data_dir_is_found_by_its_short_name(tmp_path, mo
     assert get_task("rte", "s1,s2", "label").path == str(folder)
     with raises_user_error("unknown task 'qnli'", f"a folder under the data dir {tmp_path / 'data'}"):
         get_task("qnli", "s1,s2", "label")
+
+
+def test_saved_models_name_their_labels_while_data_rows_map_by_their_values():
+    sst2 = get_task("sst2")
+    assert sst2.id2label == {0: "negative", 1: "positive"} and sst2.config_label2id == {"negative": 0, "positive": 1}
+    assert sst2.label2id == {"0": 0, "1": 1}  # the files' label values
+    assert get_task("chemprot").id2label[8] == "INHIBITOR"

@@ -90,7 +90,7 @@ def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as err:
         raise _load_error(source, err) from None
-    overrides = dict(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id,
+    overrides = dict(num_labels=task.num_labels, id2label=task.id2label, label2id=task.config_label2id,
                      problem_type="regression" if task.is_regression else "single_label_classification")
     if num_hidden_layers is not None:
         total = getattr(config, "num_hidden_layers", None)  # DistilBERT's n_layers, by its alias

@@ -39,6 +39,8 @@ class TaskSpec:
     primary_metric: str
     hub: HubSource | None = None
     path: str | None = None  # bring-your-own folder
+    #: what each label means, in id order, for the saved model's ``id2label`` (default: the labels)
+    label_names: tuple[str, ...] | None = None
 
     @property
     def is_regression(self) -> bool:
@@ -59,8 +61,16 @@ class TaskSpec:
 
     @property
     def id2label(self) -> dict[int, str]:
-        # always num_labels entries: transformers derives a config's num_labels from id2label
-        return dict(enumerate(self.output_names))
+        """Output id -> label name, for a saved model's config (the names a user reads:
+        ``positive``, not ``1``). Always num_labels entries: transformers derives a config's
+        num_labels from id2label."""
+        return dict(enumerate(self.label_names or self.output_names))
+
+    @property
+    def config_label2id(self) -> dict[str, int]:
+        """The inverse of :attr:`id2label`, for a saved model's config (data rows map through
+        :attr:`label2id`)."""
+        return {name: i for i, name in self.id2label.items()}
 
 
 # ---- the task table -----------------------------------------------------------------------------
@@ -83,14 +93,18 @@ def _glue(config: str, **renames: str) -> HubSource:
 TASKS: dict[str, TaskSpec] = {
     task.name: task
     for task in (
-        TaskSpec("sst2", ("sentence",), "label", BINARY, ("accuracy",), "accuracy", _glue("sst2")),
-        TaskSpec("cola", ("sentence",), "label", BINARY, ("mcc", "accuracy"), "mcc", _glue("cola")),
+        # label names as the GLUE datasets define them
+        TaskSpec("sst2", ("sentence",), "label", BINARY, ("accuracy",), "accuracy", _glue("sst2"),
+                 label_names=("negative", "positive")),
+        TaskSpec("cola", ("sentence",), "label", BINARY, ("mcc", "accuracy"), "mcc", _glue("cola"),
+                 label_names=("unacceptable", "acceptable")),
         TaskSpec("mrpc", ("sentence1", "sentence2"), "label", BINARY, ("f1", "accuracy"), "f1",
-                 _glue("mrpc")),
+                 _glue("mrpc"), label_names=("not_equivalent", "equivalent")),
         TaskSpec("stsb", ("sentence1", "sentence2"), "score", None, ("pearson", "spearman"), "pearson",
                  _glue("stsb", label="score")),
         TaskSpec("chemprot", ("text",), "label", CHEMPROT_LABELS, ("micro_f1", "macro_f1"), "micro_f1"),
-        TaskSpec("gad", ("sentence",), "label", BINARY, ("f1", "accuracy"), "f1"),
+        TaskSpec("gad", ("sentence",), "label", BINARY, ("f1", "accuracy"), "f1",
+                 label_names=("no_association", "association")),
     )
 }
 

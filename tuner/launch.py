@@ -97,6 +97,9 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
                         "so a later sweep with the same --study-name continues it (not the MLflow file)")
     g.add_argument("--study-name", default=None,
                    help="the persistent study's name (default <method>-<task>)")
+    g.add_argument("--register-model", default=None, metavar="NAME",
+                   help="register the best student in MLflow's Model Registry under NAME (it is always "
+                        "logged as an MLflow model on the sweep's run)")
     g.add_argument("--seeds", type=int, default=0,
                    help="re-run the best config with N more seeds and report mean ± std")
     r = p.add_argument_group("resources")
@@ -177,7 +180,7 @@ def spec_from_args(args: argparse.Namespace):
         evals_per_epoch=args.evals_per_epoch, checkpoint_every=args.checkpoint_every,
         max_failures=args.max_failures,
         search_seed=args.search_seed, defaults_first=args.defaults_first,
-        study_storage=args.study_storage, study_name=args.study_name, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
+        study_storage=args.study_storage, study_name=args.study_name, register_model=args.register_model, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
         experiment=args.experiment, storage_path=args.storage_path, name=args.name, address=args.address,
         tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1)
 

@@ -80,6 +80,7 @@ class SweepSpec:
     defaults_first: bool = True           # the first trial runs the config defaults (a baseline)
     study_storage: str | None = None      # Optuna RDB URL: continue the study across sweeps
     study_name: str | None = None         # default <method>-<task> (with study_storage)
+    register_model: str | None = None     # register the best student under this Model Registry name
     seeds: int = 0                        # re-run the best config with this many seeds
     mlflow_uri: str | None = None         # default sqlite:///<cwd>/mlflow.db
     experiment: str = tracking.DEFAULT_EXPERIMENT
@@ -510,12 +511,16 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 results = _fit(prep, spec, parent_run_id, experiment_id, restore=resume)
             trials = summaries.collect_trials(results)
             best = summaries.best_trial(trials)
-            student_path = None
+            student_path = student_model = None
             if best is not None and best.get("_checkpoint") is not None:
                 student_path = summaries.export_student(
                     best, os.path.join(spec.experiment_dir, BEST_STUDENT_DIR))
                 if student_path:
-                    tracking.log_best_student(prep.tracking_uri, parent_run_id, student_path)
+                    from tuner.model_export import takes_pairs
+
+                    student_model = tracking.log_best_student(
+                        prep.tracking_uri, parent_run_id, student_path, pair=takes_pairs(prep.base),
+                        register_as=spec.register_model)
             # Ray Tune returns normally after Ctrl-C: trials left running or pending, or samples
             # the search had not created yet, are what tells an interrupted sweep
             interrupted = (any(t["status"] == summaries.STATUS_UNFINISHED for t in trials)
@@ -530,6 +535,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=watch.elapsed())
             summary["interrupted"] = interrupted
+            summary["best_student_model"] = student_model  # the MLflow model URI (pyfunc)
             summary["packing"] = packing
             if spec.study_storage:
                 from tuner import study_storage
