@@ -78,6 +78,13 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     exp = client.get_experiment_by_name("test-e2e")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     reference = parent.data.metrics["teacher_eval_accuracy"]
+    # provenance: the commit and the command, and the data read as MLflow dataset inputs
+    assert len(parent.data.tags["mlflow.source.git.commit"]) >= 40 and "distill.command" in parent.data.tags
+    inputs = {next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+              for d in client.get_run(parent.info.run_id).inputs.dataset_inputs}
+    assert {"train", "dev"} <= set(inputs) and inputs["train"].digest
+    assert json.loads(inputs["dev"].profile)["num_rows"] == 872  # SST-2's dev file
+    assert json.loads(inputs["train"].source)["uri"].endswith("sst2/train.tsv")
     assert 0 <= reference <= 1 and parent.data.metrics["teacher_eval_score"] == reference
     assert parent.data.tags[tracking.TAG_METHOD] == "metadistil" and parent.data.tags[tracking.TAG_TASK] == "sst2"
     reruns = [r for r in children if r.data.tags.get(tracking.TAG_SEED_RERUN) == "true"]

@@ -122,11 +122,18 @@ def start_parent_run(uri: str, experiment_id: str, sweep: str, method: str, task
                      teacher_paths: list[str] | None = None) -> str:
     """Create the sweep's parent run, with the fine-tuned teacher's dev/test metrics
     (``teacher_eval_<m>``, the reference of every comparison); return its id."""
+    from tuner import provenance
+
     c = client(uri)
     run = c.create_run(experiment_id, run_name=sweep, tags={
-        TAG_ROLE: ROLE_SWEEP, TAG_SWEEP: sweep, TAG_METHOD: method, TAG_TASK: task, **(tags or {})})
+        TAG_ROLE: ROLE_SWEEP, TAG_SWEEP: sweep, TAG_METHOD: method, TAG_TASK: task, **provenance.tags(),
+        **(tags or {})})
     if params:
         log_params(c, run.info.run_id, params)
+        try:  # the data the sweep read, as MLflow dataset inputs
+            provenance.log_datasets(c, run.info.run_id, params)
+        except Exception as err:
+            print(f"warning: logging the dataset inputs failed: {type(err).__name__}: {err}", file=sys.stderr)
     reference = teacher_reference_metrics((teacher_paths or [None])[0])
     if reference:
         log_metrics(c, run.info.run_id, reference, 0)
@@ -184,7 +191,9 @@ class MlflowTrialLogger(tune.Callback):
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
         self.sweep, self.method, self.task = sweep, method, task
         self.base_config = dict(base_config)
-        self.tags = dict(tags or {})
+        from tuner import provenance
+
+        self.tags = {**provenance.tags(), **(tags or {})}
         self._reset()
 
     def _reset(self) -> None:
