@@ -59,16 +59,15 @@ class CorruptCheckpointError(RuntimeError):
 
 
 def atomic_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over
-    ``path``: a process killed (or a disk filling up) mid-write leaves the previous file or none,
-    never a truncated one."""
+    """``torch.save`` to a temporary file beside ``path``, then renamed over ``path``
+    (``os.replace``, atomic): a process killed (or a disk filling up) mid-write leaves the
+    previous file or none, never a truncated one. (No fsync: after a power cut the file may still
+    be empty or short; :func:`read_checkpoint` detects that.)"""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

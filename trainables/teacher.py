@@ -115,3 +115,20 @@ def resolve_teachers(cfg: DistillConfig, *, progress: bool = False) -> list[str]
             raise UserError(f"--teacher-checkpoint {cfg.teacher_checkpoint!r} does not exist")
         return [cfg.teacher_checkpoint]
     return [finetune_teacher(cfg, cfg.teacher_seed + i, progress=progress) for i in range(cfg.num_teachers)]
+
+
+def teacher_stage(config: dict, threads: int) -> list[str]:
+    """A sweep's teacher stage (run as a Ray task): :func:`resolve_teachers` of ``config`` with
+    ``threads`` torch threads. Where every teacher is already cached it returns their paths
+    without importing torch."""
+    cfg = DistillConfig.from_dict(config)
+    if not (cfg.teachers or cfg.teacher_checkpoint) and all(
+            is_fine_tuned(teacher_cache_path(cfg, cfg.teacher_seed + i)) for i in range(cfg.num_teachers)):
+        return resolve_teachers(cfg)
+    import torch
+
+    from trainables.trainable import quiet_worker
+
+    quiet_worker()
+    torch.set_num_threads(max(1, threads))
+    return resolve_teachers(cfg)

@@ -253,18 +253,6 @@ def _check_student_layers(cfg: DistillConfig, grid: dict[str, list] | None, spac
 
 # ---- the teacher stage ----------------------------------------------------------------------
 
-def _teacher_stage(config: dict[str, Any], threads: int) -> list[str]:
-    """Runs as a Ray task: fine-tune (or find cached) the teachers of ``config``."""
-    import torch
-
-    from trainables.teacher import resolve_teachers
-    from trainables.trainable import quiet_worker
-
-    quiet_worker()
-    torch.set_num_threads(max(1, threads))
-    return resolve_teachers(DistillConfig.from_dict(config))
-
-
 def fine_tune_teachers(configs: list[dict[str, Any]], spec: SweepSpec,
                        resources: dict[str, float]) -> list[list[str]]:
     """The teacher stage of every config (distinct settings fine-tuned once), as Ray tasks."""
@@ -279,7 +267,11 @@ def fine_tune_teachers(configs: list[dict[str, Any]], spec: SweepSpec,
     cpus = max(spec.cpus_per_trial, min(resources.get("max_node_CPU", 1.0),
                                         spec.cpus_per_trial * spec.max_concurrent))
     gpus = min(1.0, resources.get("max_node_GPU", 0.0)) if spec.gpus_per_trial > 0 else 0.0
-    paths = cluster.run_remote(_teacher_stage, [(c, int(cpus)) for c in configs], num_cpus=cpus, num_gpus=gpus)
+    # a task of trainables.teacher (a light module): a worker that finds every teacher cached
+    # imports neither this module's tracking stack nor torch
+    from trainables.teacher import teacher_stage
+
+    paths = cluster.run_remote(teacher_stage, [(c, int(cpus)) for c in configs], num_cpus=cpus, num_gpus=gpus)
     if spec.verbose:
         for teacher in (p for group in paths for p in group):
             print(f"teacher ready ({time.time() - started:.0f}s): {teacher} {_teacher_metrics(teacher)}", flush=True)
