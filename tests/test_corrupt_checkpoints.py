@@ -149,7 +149,8 @@ def test_a_resumed_sweep_continues_from_the_last_good_checkpoint(ray_session, ti
     checkpoints = sorted(glob.glob(os.path.join(trial_dir, "checkpoint_*")))
     assert len(checkpoints) >= 2, checkpoints
     for folder in checkpoints[1:]:  # a kill mid-write or a full disk, as it would look
-        truncate(os.path.join(folder, CHECKPOINT_FILE))
+        if os.path.exists(os.path.join(folder, CHECKPOINT_FILE)):
+            truncate(os.path.join(folder, CHECKPOINT_FILE))
     with open(os.path.join(checkpoints[0], STATE_FILE)) as fh:
         good = json.load(fh)["evaluation"]
     before = len(evaluations_reported(trial_dir))
