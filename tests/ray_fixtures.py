@@ -61,3 +61,20 @@ def tiny_cli_args(cfg: dict) -> list[str]:
             "--max-eval-samples", str(cfg["max_eval_samples"]), "--max-seq-length", str(cfg["max_seq_length"]),
             "--batch-size", str(cfg["batch_size"]), "--epochs", str(cfg["epochs"]),
             "--student-layers", str(cfg["student_layers"]), "--cache-dir", cfg["cache_dir"]]
+
+
+@pytest.fixture(scope="session")
+def failing_gad_sweep(ray_session, data_dir, tiny_bert, sweep_root, mlflow_uri) -> dict:
+    """One real grid sweep read by several tests (``test_sweep``'s failing trial,
+    ``test_sweep_test_split``'s test scores): kd on GAD (a task with a labelled test split) over
+    temperature 2, 1e-45, 4 with the tiny teacher, in the session's store (experiment
+    ``test-fail``, sweep ``fails``). temperature=1e-45 underflows the soft targets: that trial's
+    first training loss is NaN, so the engine raises NonFiniteLossError in it only."""
+    from tuner import tracking
+    from tuner.sweep import grid_sweep
+
+    config = {**TINY_RUN, "task": "gad", "max_eval_samples": 24, "data_dir": data_dir, "teacher": tiny_bert,
+              "cache_dir": str(sweep_root / "teacher-cache")}
+    return grid_sweep("kd", "temperature", [2.0, 1e-45, 4.0], config=config,
+                      tags={tracking.TAG_STUDY: "fail-test"}, mlflow_uri=mlflow_uri, experiment="test-fail",
+                      storage_path=str(sweep_root / "fails-store"), name="fails", evals_per_epoch=2, verbose=0)

@@ -11,19 +11,21 @@ import pytest
 
 from analysis import sensitivity
 from analysis.store import Store
-from tiny_models import make_tiny_bert
 
 pytestmark = pytest.mark.slow
 
 
-def test_small_real_temperature_study(tmp_path, data_dir, capsys):
-    teacher = make_tiny_bert(str(tmp_path / "teacher"))
+def test_small_real_temperature_study(ray_session, tiny_config, tmp_path, data_dir, capsys):
+    # the session's Ray instance, and the tiny teacher the other sweeps fine-tune and cache (the
+    # same teacher settings as ray_fixtures.TINY_RUN: fine-tuned once per test session)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = tmp_path / "out"
     result = sensitivity.main([
         "--study", "temperature", "--task", "sst2", "--methods", "kd,metadistil", "--values", "1,4",
-        "--seeds", "1", "--data-dir", data_dir, "--teacher", teacher, "--teacher-epochs", "1",
-        "--max-train-samples", "32", "--max-eval-samples", "32", "--max-seq-length", "32",
+        "--seeds", "1", "--data-dir", data_dir, "--teacher", tiny_config["teacher"], "--teacher-epochs", "1",
+        "--cache-dir", tiny_config["cache_dir"],
+        "--max-train-samples", str(tiny_config["max_train_samples"]), "--max-eval-samples", "32",
+        "--max-seq-length", str(tiny_config["max_seq_length"]),
         "--epochs", "1", "--batch-size", "8", "--set", "student_layers=1",
         "--mlflow-uri", uri, "--storage-path", str(tmp_path / "ray"), "--out", str(out),
         "--verbose", "0"])

@@ -58,10 +58,16 @@ def evaluations_reported(trial_dir: str) -> list[int]:
         return [json.loads(line)["evaluation"] for line in fh if '"evaluation"' in line]
 
 
-def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running(ray_session, tiny_config, mlflow_uri,
-                                                                   tmp_path):
+def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running_that_resumes_into_its_moved_store(
+        ray_session, tiny_config, tmp_path):
+    """Ctrl-C, then the SQLite store (database and artifacts) moved before the resume: --resume
+    --mlflow-uri NEW continues every trial in the new store, not in the URI Ray pickled with the
+    Tuner's MLflow callback. (One interrupted sweep serves both guarantees.)"""
     store, name = tmp_path / "store", "interrupted"
     out = tmp_path / "summary.json"
+    old, new = tmp_path / "old", tmp_path / "new"
+    old_db = old / "mlflow.db"
+    mlflow_uri = f"sqlite:///{old_db}"
     # a trial takes every CPU of the driver's Ray instance: the second trial waits, PENDING
     driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "3",
                            "--evals-per-epoch", "2", "--num-samples", "3", "--max-concurrent", "2",
@@ -92,13 +98,21 @@ def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running(ray_session, t
     assert killed and all(r.data.tags[tracking.TAG_STATUS] == "UNFINISHED" for r in killed.values())
     before = {r.data.tags[tracking.TAG_TRIAL_ID]: r.info.run_id for r in runs}
 
-    resumed = launch.main(["--resume", "--name", name, "--storage-path", str(store), "--quiet"])
+    old.rename(new)  # the store moves
+    mlflow_uri = f"sqlite:///{new / 'mlflow.db'}"
+    resumed = launch.main(["--resume", "--name", name, "--storage-path", str(store),
+                           "--mlflow-uri", mlflow_uri, "--quiet"])
     assert resumed["interrupted"] is False and resumed["counts"]["TERMINATED"] == 3, resumed["counts"]
+    assert resumed["mlflow_uri"] == mlflow_uri
+    assert not old_db.exists()  # nothing logged to (or created) the old store
     assert {t["trial_id"] for t in summary["trials"]} < {t["trial_id"] for t in resumed["trials"]}
     assert resumed["num_trials"] == 3 and resumed["not_started"] == 0
     parent, runs = trial_runs(mlflow_uri, "test-sigint", name)
     assert parent.info.status == "FINISHED" and len(runs) == 3
     assert all(r.info.status == "FINISHED" and r.data.tags[tracking.TAG_STATUS] == "TERMINATED" for r in runs)
+    assert all("eval_score" in r.data.metrics for r in runs)
+    record = json.loads((store / name / "distill_sweep.json").read_text())
+    assert record["tracking_uri"] == mlflow_uri  # a later --resume needs no --mlflow-uri
     for tid, run_id in before.items():  # the same runs, continued
         assert [r.info.run_id for r in runs if r.data.tags[tracking.TAG_TRIAL_ID] == tid] == [run_id]
     # the interrupted trial continued from its checkpoint, not from scratch: Ray's own result log
@@ -141,12 +155,16 @@ def results_of(trial_dir: str) -> list[dict]:
         return []
 
 
-def test_a_killed_trial_worker_is_retried_from_its_checkpoint_then_errored(tiny_config, mlflow_uri, tmp_path):
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint_then_errored(ray_session, tiny_config, mlflow_uri,
+                                                                            tmp_path):
     store, name = tmp_path / "store", "killed-worker"
     out = tmp_path / "summary.json"
-    # long enough (30 evaluations) that the retry is still training when the test kills it
-    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "30",
-                           "--evals-per-epoch", "1", "--num-samples", "2", "--max-concurrent", "1",
+    # the first trial is long enough (30 evaluations) that its retry is still training when the
+    # test kills it; the second (2 evaluations) shows the sweep going on. The driver joins the
+    # session's Ray instance (its trial workers are that instance's worker processes)
+    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--grid", "epochs=30,2",
+                           "--num-samples", "1", "--evals-per-epoch", "1", "--max-concurrent", "1",
+                           "--address", ray_session,
                            "--scheduler", "fifo", "--max-failures", "1", "--mlflow-uri", mlflow_uri,
                            "--experiment", "test-kill-worker", "--storage-path", str(store), "--name", name,
                            "--output-json", str(out)], tmp_path)
@@ -210,30 +228,3 @@ def test_sweeps_started_together_create_one_new_store_safely(tmp_path):
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("together").experiment_id])
     assert sorted(r.info.run_name for r in runs) == [f"sweep-{i}" for i in range(n)]
-
-
-def test_a_sweep_resumes_into_its_moved_store(tiny_config, tmp_path):
-    """The SQLite store (database and artifacts) moved: --resume --mlflow-uri NEW logs every run
-    to the new store, not to the URI Ray pickled with the Tuner's MLflow callback."""
-    old, new, name = tmp_path / "old", tmp_path / "new", "moved"
-    old_db, store = old / "mlflow.db", tmp_path / "store"
-    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "3",
-                           "--evals-per-epoch", "2", "--num-samples", "2", "--max-concurrent", "1",
-                           "--scheduler", "fifo", "--mlflow-uri", f"sqlite:///{old_db}", "--experiment", "test-moved",
-                           "--storage-path", str(store), "--name", name, "--quiet"], tmp_path)
-    wait_for(lambda: glob.glob(str(store / name / "*" / "checkpoint_*")), driver, "a first report")
-    driver.send_signal(signal.SIGINT)
-    _, stderr = driver.communicate(timeout=180)
-    assert driver.returncode == launch.INTERRUPTED_EXIT, stderr[-3000:]
-    old.rename(new)
-
-    new_uri = f"sqlite:///{new / 'mlflow.db'}"
-    summary = launch.main(["--resume", "--name", name, "--storage-path", str(store),
-                           "--mlflow-uri", new_uri, "--quiet"])
-    assert summary["counts"]["TERMINATED"] == 2 and summary["mlflow_uri"] == new_uri
-    assert not old_db.exists()  # nothing logged to (or created) the old store
-    parent, runs = trial_runs(new_uri, "test-moved", name)
-    assert parent.info.status == "FINISHED" and len(runs) == 2
-    assert all(r.info.status == "FINISHED" and "eval_score" in r.data.metrics for r in runs)
-    record = json.loads((store / name / "distill_sweep.json").read_text())
-    assert record["tracking_uri"] == new_uri  # a later --resume needs no --mlflow-uri

@@ -2,7 +2,8 @@
 store and read back with MlflowClient; tiny models on a few rows of real SST-2.
 
 * an end-to-end MetaDistil search through the CLI (3 trials + 2 seed re-runs);
-* a grid sweep in which one trial's loss becomes NaN: it is recorded as errored, the others finish;
+* a grid sweep in which one trial's loss becomes NaN: it is recorded as errored, the others finish
+  (``ray_fixtures.failing_gad_sweep``, also read by ``test_sweep_test_split``);
 * a sweep whose driver is killed, then resumed: no trial lost, none re-run, no MLflow run twice.
 """
 
@@ -22,7 +23,6 @@ from mlflow import MlflowClient
 from ray_fixtures import tiny_cli_args
 from trainables.config import DistillConfig
 from tuner import launch, tracking
-from tuner.sweep import grid_sweep
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -159,13 +159,10 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     assert sorted(int(r.data.params["seed"]) for r in reruns) == seeds["seeds"]
 
 
-def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(ray_session, tiny_config, mlflow_uri, tmp_path):
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(failing_gad_sweep, mlflow_uri):
     # temperature=1e-45 underflows the soft targets: the first training loss is NaN, so the
-    # engine raises NonFiniteLossError in that trial only
-    summary = grid_sweep("kd", "temperature", [2.0, 1e-45, 4.0], config=tiny_config,
-                         tags={tracking.TAG_STUDY: "fail-test"}, mlflow_uri=mlflow_uri,
-                         experiment="test-fail", storage_path=str(tmp_path / "store"), name="fails",
-                         evals_per_epoch=2, verbose=0)
+    # engine raises NonFiniteLossError in that trial only (the sweep: ray_fixtures.failing_gad_sweep)
+    summary = failing_gad_sweep
     assert summary["counts"] == {"TERMINATED": 2, "ERROR": 1, "EARLY_STOPPED": 0}
     failed = [t for t in summary["trials"] if t["status"] == "ERROR"]
     assert failed[0]["config"]["temperature"] == 1e-45

@@ -9,6 +9,7 @@ only supplies ``step``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -44,6 +45,53 @@ LOG_EVERY = 50
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run is failed, not silently continued."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read back (missing, truncated, not a torch file)."""
+
+    def __init__(self, path: str, cause: BaseException | str):
+        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        self.path, self.reason = path, " ".join(str(reason).split())[:200]
+        super().__init__(f"checkpoint file {path} is unreadable ({self.reason})")
+
+    def __reduce__(self):  # picklable (Ray sends a trial's exception to the driver)
+        return type(self), (self.path, self.reason)
+
+
+def atomic_save(obj, path: str) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then renamed over ``path``
+    (``os.replace``, atomic): a process killed (or a disk filling up) mid-write leaves the
+    previous file or none, never a truncated one. (No fsync: after a power cut the file may still
+    be empty or short; :func:`read_checkpoint` detects that.)"""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def read_checkpoint(directory: str, map_location: str | torch.device = "cpu") -> dict:
+    """The engine state saved in ``directory``, read with ``weights_only=True`` (tensors and plain
+    containers only: loading runs no pickled code). A file that is missing, truncated or not an
+    engine state raises :class:`CorruptCheckpointError` naming it."""
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        raise CorruptCheckpointError(path, "no such file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle, I/O error: all mean "not usable"
+        raise CorruptCheckpointError(path, err) from err
+    missing = [k for k in ("step", "student", "student_opt", "result", "rng")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CorruptCheckpointError(path, f"not an engine state: no {', '.join(missing)}")
+    return state
 
 
 def seed_everything(seed: int) -> None:
@@ -202,15 +250,14 @@ class Engine:
         _set_rng_state(state["rng"])
 
     def save_checkpoint(self, directory: str) -> None:
+        """Write the engine state to ``directory`` atomically (see :func:`atomic_save`)."""
         os.makedirs(directory, exist_ok=True)
-        torch.save(self.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
+        atomic_save(self.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
 
     def load_checkpoint(self, directory: str) -> None:
-        """Load an engine state; ``weights_only``: a checkpoint holds only tensors and plain
-        containers, so loading one runs no pickled code."""
-        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=self.device,
-                           weights_only=True)
-        self.load_state_dict(state)
+        """Load an engine state (:func:`read_checkpoint`: ``weights_only``, so loading runs no
+        pickled code; an unreadable file raises :class:`CorruptCheckpointError`)."""
+        self.load_state_dict(read_checkpoint(directory, map_location=self.device))
 
     # ---- the loop ------------------------------------------------------------------------
     def _quiz_batches(self, quiz: Iterator[Batch] | None) -> list[Batch] | None:

@@ -25,14 +25,26 @@ without training again.
 
 A trial that raises (including :class:`~trainables.engine.NonFiniteLossError` on a NaN/inf loss)
 fails in Ray with that exception; the sweep records it and goes on.
+
+A trial restarted from a checkpoint (``--resume``, or Ray's retry after a failure) first checks it:
+a checkpoint whose ``engine_state.pt`` or ``trial_state.json`` cannot be read back (missing,
+truncated by a full disk or a kill mid-write) is skipped with a warning naming the file, and the
+trial continues from the newest older checkpoint Ray kept beside it (``checkpoint_<n>`` folders
+of the trial; every file read from that one folder, never a mix). With none usable, it starts
+again from scratch, with a warning. Its reports then carry ``corrupt_checkpoints`` (how many were
+skipped), also logged to MLflow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import posixpath
+import re
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # Ray, torch and the engine load in the trial (the names below stay cheap)
@@ -49,6 +61,7 @@ MODEL_KEYS = ("teacher_id", "student_id", "teacher_params", "student_params", "t
 _SHOWN = ("eval_score", "best_eval_score", "step", "train_loss")
 
 STATE_FILE = "trial_state.json"
+SKIPPED = "corrupt_checkpoints"  # in the reports of a trial that skipped unreadable checkpoints
 STEP_LOGS_FILE = "step_logs.csv"
 TRIAL_SUMMARY_FILE = "summary.json"
 STUDENT_DIR = "student"
@@ -98,11 +111,84 @@ class _TrialState:
 
     @classmethod
     def load(cls, directory: str) -> "_TrialState":
+        """The state saved in ``directory`` (a fresh one where a checkpoint has none); a file that
+        cannot be parsed raises :class:`~trainables.engine.CorruptCheckpointError`."""
+        from trainables.engine import CorruptCheckpointError
+
         path = os.path.join(directory, STATE_FILE)
         if not os.path.isfile(path):
             return cls()
-        with open(path) as fh:
-            return cls(**json.load(fh))
+        try:
+            with open(path) as fh:
+                return cls(**json.load(fh))
+        except (OSError, ValueError, TypeError) as err:
+            raise CorruptCheckpointError(path, err) from err
+
+
+_CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)$")
+
+
+def _older_checkpoints(checkpoint) -> list:
+    """The checkpoints Ray kept beside ``checkpoint`` in its trial folder that are older than it,
+    newest first (``checkpoint_<n>`` folders with a smaller ``n``)."""
+    import pyarrow.fs
+    from ray import tune
+
+    parent, name = posixpath.split(checkpoint.path.rstrip("/"))
+    own = _CHECKPOINT_DIR.match(name)
+    if own is None:
+        return []
+    try:
+        infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    except OSError:
+        return []
+    older = []
+    for info in infos:
+        match = _CHECKPOINT_DIR.match(info.base_name)
+        if info.type == pyarrow.fs.FileType.Directory and match and int(match[1]) < int(own[1]):
+            older.append((int(match[1]), info.path))
+    return [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for _, path in sorted(older, reverse=True)]
+
+
+def _check_checkpoint(directory: str) -> "_TrialState":
+    """The wrapper state of a checkpoint that can be continued from; a CorruptCheckpointError
+    where its trial state or (for a checkpoint taken during training) its engine state is
+    unreadable."""
+    from trainables.engine import read_checkpoint
+
+    state = _TrialState.load(directory)
+    if state.final is None:
+        read_checkpoint(directory)  # the whole file, as the engine will read it
+    return state
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def usable_checkpoint(checkpoint) -> Iterator[tuple[str | None, "_TrialState", int]]:
+    """Open the checkpoint a restarted trial continues from: ``checkpoint`` (Ray's latest) if it
+    reads back, else the newest older one that does; yields ``(directory, state, skipped)``, with
+    ``directory`` None (and a fresh state) when none does: the trial starts from scratch.
+    ``skipped`` counts the unreadable checkpoints, each named in a warning on stderr."""
+    from trainables.engine import CorruptCheckpointError
+
+    skipped = 0
+    for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
+        with candidate.as_directory() as directory:
+            try:
+                state = _check_checkpoint(directory)
+            except CorruptCheckpointError as err:
+                skipped += 1
+                _warn(f"{err}; checkpoint {candidate.path} is skipped")
+                continue
+            if skipped:
+                _warn(f"the trial continues from the older checkpoint {candidate.path}")
+            yield directory, state, skipped
+            return
+    _warn(f"no usable checkpoint of this trial (skipped {skipped}); it starts again from scratch")
+    yield None, _TrialState(), skipped
 
 
 def quiet_worker() -> None:
@@ -144,12 +230,12 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
         if checkpoint is None:
             _train(cfg, _TrialState(), None, node, checkpoint_every, gpus)
             return
-        with checkpoint.as_directory() as directory:
-            state = _TrialState.load(directory)
+        with usable_checkpoint(checkpoint) as (directory, state, skipped):
+            extra = {SKIPPED: skipped} if skipped else {}
             if state.final is not None:  # it had finished: report the same result, train nothing
-                tune.report({**state.final, NODE: node})
+                tune.report({**state.final, **extra, NODE: node})
                 return
-            _train(cfg, state, directory, node, checkpoint_every, gpus)
+            _train(cfg, state, directory, node, checkpoint_every, gpus, extra)
 
     trainable.__name__ = method.replace("-", "_")
     trainable.__qualname__ = trainable.__name__
@@ -173,7 +259,7 @@ def gpu_ids(assigned: list, device: str) -> str:
 
 
 def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
-           checkpoint_every: int, gpus: str = "none") -> None:
+           checkpoint_every: int, gpus: str = "none", extra: dict | None = None) -> None:
     from ray import tune
 
     from trainables.experiment import run, save_model
@@ -196,7 +282,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
         result.update({k: v for k, v in metrics.items() if _is_number(v)})
         result.update({f"best_{k}": v for k, v in state.best.items()})
         result.update(state.model)
-        result.update({EVALUATION: state.evaluation, NODE: node})
+        result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {})})
         if state.evaluation % checkpoint_every:
             tune.report(result)
             return
@@ -218,6 +304,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
     final.update({k: summary[k] for k in FINAL_SUMMARY_KEYS if _is_number(summary.get(k))})
     final.update(state.model)
     final["evaluations"] = state.evaluation
+    final.update(extra or {})
     final[FINAL] = 1
     state.final = final
     with tempfile.TemporaryDirectory(prefix="distill-final-") as tmp:
