@@ -177,7 +177,7 @@ def test_reptile_map_embeddings_off_pulls_encoder_layers_only(tmp_path):
 
 def test_reptile_baseline_trial_is_the_papers_setting():
     from search_spaces.registry import build_space
-    from tuner.sweep import default_point
+    from tuner.ray_tuner import default_point
 
     assert DistillConfig().update_strategy == "skip"
     space = build_space("reptile-distil")

@@ -4,7 +4,7 @@ method, its best config re-run with the same seeds for every method, and the tab
     python -m tuner.reproduce --tasks sst2 --methods kd,metadistil --num-samples 8 --seeds 3 \\
         --max-train-samples 2000 --out reports/reproduce
 
-For every task and method: one sweep (``tuner.sweep.run_sweep``) whose :class:`SweepSpec` is the
+For every task and method: one sweep (``tuner.sweep.run_sweep``) whose :class:`~tuner.spec.SweepSpec` is the
 same shared base for every method (trials, epochs, teacher, data, student, scheduler, resources,
 ``--set`` values: everything but the method and hence its own search space), then its best
 config re-run with ``--seeds N`` seeds (``SweepSpec.seeds``: seeds ``s+1 .. s+N`` where ``s`` is
@@ -112,18 +112,19 @@ def method_spec(base, method: str, name: str, tags: dict[str, str]):
 
 def plan(args: argparse.Namespace, tasks: list[str], methods: list[str], name: str) -> list[tuple[str, str, Any]]:
     """(task, method, SweepSpec) of every sweep, all checked (config, data, space, no name clash)."""
-    from tuner import sweep
+    from tuner.record import RECORD_FILE
+    from tuner.spec import normalise, prepare_sweep
 
     out = []
     for task in tasks:
         base = base_spec(args, task, methods[0])
         short = os.path.basename(os.path.normpath(task))
         for method in methods:
-            spec = sweep.normalise(method_spec(base, method, f"{name}-{short}-{method}", {TAG_REPRODUCE: name}))
-            if os.path.isfile(os.path.join(spec.experiment_dir, sweep.RECORD_FILE)):
+            spec = normalise(method_spec(base, method, f"{name}-{short}-{method}", {TAG_REPRODUCE: name}))
+            if os.path.isfile(os.path.join(spec.experiment_dir, RECORD_FILE)):
                 raise UserError(f"a sweep named {spec.name!r} already exists in {spec.storage_path}; "
                                 f"choose another --name")
-            sweep.prepare_sweep(spec)  # a bad config, space or dataset fails here, before anything runs
+            prepare_sweep(spec)  # a bad config, space or dataset fails here, before anything runs
             out.append((task, method, spec))
     return out
 
@@ -278,7 +279,8 @@ def _log_reproduce_run(client, experiment_id: str, name: str, tasks, methods, ar
 def reproduce(args: argparse.Namespace) -> dict[str, Any]:
     from analysis.paper_table import write_outputs
     from tuner import cluster, tracking
-    from tuner.sweep import read_record, run_sweep
+    from tuner.record import read_record
+    from tuner.sweep import run_sweep
 
     import pandas as pd
 
