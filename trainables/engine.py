@@ -2,8 +2,9 @@
 
 The engine owns: devices, the optimiser schedules (:class:`~trainables.optim.Updater`), seeding
 and data order, optional bf16 autocast, student warm-up epochs, evaluation on dev every
-``eval_steps`` or epoch, best-model selection on dev, checkpoints (save and resume), and a
-reporting hook so the same loop runs in a Ray Tune trainable or plainly in-process. A method
+``eval_steps`` or epoch (scored by :func:`trainables.evaluation.evaluate`), best-model selection
+on dev, checkpoints (its state; the file in :mod:`trainables.engine_state`) to save and resume, and
+a reporting hook so the same loop runs in a Ray Tune trainable or plainly in-process. A method
 only supplies ``step``.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader
 
 from trainables import allocator
 from trainables.config import DistillConfig
-from trainables.metrics import compute_metrics
-from trainables.methods.base import Batch, Method, model_inputs
+from trainables.engine_state import load_state, rng_state, save_state, set_rng_state
+from trainables.evaluation import evaluate, to_device
+from trainables.methods.base import Batch, Method
 from trainables.optim import Updater
 from trainables.tasks import TaskSpec
 
@@ -36,7 +37,6 @@ Reporter = Callable[[dict, Callable[[str], None]], None]
 #: ``augment(batch) -> batch``: applied to every training/quiz batch (e.g. noise injection).
 Augmenter = Callable[[Batch], Batch]
 
-CHECKPOINT_FILE = "engine_state.pt"
 #: steps between reads of the step logs from the device (and the non-finite loss check), besides
 #: every evaluation
 LOG_EVERY = 50
@@ -70,26 +70,6 @@ class Loaders:
     test: DataLoader | None = None    # a labelled test split: scored once, after training
 
 
-def _rng_state() -> dict:
-    """torch's, numpy's and Python's RNG states as tensors and plain containers (what
-    ``torch.load(weights_only=True)`` reads)."""
-    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
-            "python": {"version": version, "internal": list(internal), "gauss": gauss}}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-
-
 @dataclass
 class TrainResult:
     best: dict                                       # metrics of the best evaluation (by eval_score)
@@ -99,31 +79,9 @@ class TrainResult:
     logs: list[dict] = field(default_factory=list)      # every step's method logs (all scalars)
 
 
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
 def _cycle(loader: DataLoader) -> Iterator[Batch]:
     while True:
         yield from loader
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device: torch.device,
-             bf16: bool = False, prefix: str = "eval_") -> dict[str, float]:
-    """Task metrics of ``model`` on ``loader``; keys ``<prefix><metric>`` and ``<prefix>score``."""
-    was_training = model.training
-    model.eval()
-    logits, labels = [], []
-    for batch in loader:
-        batch = _to_device(batch, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(**model_inputs(batch, model)).logits
-        logits.append(out.float().cpu())
-        labels.append(batch["labels"].cpu())
-    model.train(was_training)
-    values = compute_metrics(task, torch.cat(logits).numpy(), torch.cat(labels).numpy())
-    return {f"{prefix}{k}": float(v) for k, v in values.items()}
 
 
 class Engine:
@@ -182,7 +140,7 @@ class Engine:
             "result": dataclasses.asdict(self.result),
             "pending": self._pending,
             "step_seconds": self.step_seconds,
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -199,18 +157,13 @@ class Engine:
         self.best, self.best_student = state["best"], state["best_student"]
         self.result, self._pending = TrainResult(**state["result"]), state["pending"]
         self.step_seconds = float(state.get("step_seconds", 0.0))
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
     def save_checkpoint(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
-        torch.save(self.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
+        save_state(self.state_dict(), directory)
 
     def load_checkpoint(self, directory: str) -> None:
-        """Load an engine state; ``weights_only``: a checkpoint holds only tensors and plain
-        containers, so loading one runs no pickled code."""
-        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=self.device,
-                           weights_only=True)
-        self.load_state_dict(state)
+        self.load_state_dict(load_state(directory, self.device))
 
     # ---- the loop ------------------------------------------------------------------------
     def _quiz_batches(self, quiz: Iterator[Batch] | None) -> list[Batch] | None:
@@ -219,7 +172,7 @@ class Engine:
         return [self._prepare(next(quiz)) for _ in range(self.cfg.num_quiz_batches)]
 
     def _prepare(self, batch: Batch) -> Batch:
-        batch = _to_device(batch, self.device)
+        batch = to_device(batch, self.device)
         return self.augment(batch) if self.augment else batch
 
     def _evaluate_and_report(self, epoch: float, report: Reporter | None) -> None:
