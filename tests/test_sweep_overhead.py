@@ -175,11 +175,11 @@ def count_tokenizer_calls(monkeypatch) -> list[int]:
 
 @pytest.mark.parametrize("method, rows", [("kd", 48), ("metadistil", 43)])  # metadistil holds out the quiz
 def test_the_driver_counts_rows_without_tokenising(method, rows, tiny_config, monkeypatch, tmp_path):
-    from trainables import data, experiment
+    from trainables import assembly, data
     from tuner import spec as sweep_spec
 
     calls = count_tokenizer_calls(monkeypatch)
-    for module in (data, experiment):
+    for module in (data, assembly):
         monkeypatch.setattr(module, "tokenize_split", lambda *a, **k: pytest.fail("the driver tokenised"))
     spec = sweep_spec.normalise(sweep_spec.SweepSpec(method=method, config=dict(tiny_config),
                                                      storage_path=str(tmp_path), evals_per_epoch=2))
