@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from trainables.config import DistillConfig
-from trainables.engine import CHECKPOINT_FILE, NonFiniteLossError
+from trainables.engine import NonFiniteLossError
+from trainables.engine_state import CHECKPOINT_FILE
 from trainables.experiment import prepare, run
 from trainables.methods import METHODS
 from trainables.methods.kd import KD
@@ -119,7 +120,7 @@ def test_eval_steps_and_best_model_selection(data_dir, tiny_bert):
     best = max(result.history, key=lambda h: h["eval_score"])
     assert result.best["eval_score"] == best["eval_score"]
     model = prep.engine.best_student_model()
-    from trainables.engine import evaluate
+    from trainables.evaluation import evaluate
 
     again = evaluate(model, prep.engine.loaders.dev, prep.task, torch.device("cpu"))
     assert again["eval_score"] == pytest.approx(best["eval_score"])

@@ -142,7 +142,7 @@ def test_length_grouped_batches_pad_less_and_cover_every_row_once(data_dir, tiny
 
 def test_dev_sorted_by_length_gives_the_same_metrics(data_dir, tiny_bert):
     from trainables.data import make_loader, tokenize_split
-    from trainables.engine import evaluate
+    from trainables.evaluation import evaluate
 
     prep = prepare(_cfg(data_dir, tiny_bert, method="finetune", max_eval_samples=100), teacher_paths=[])
     unsorted = make_loader(tokenize_split(prep.data.dev, prep.tokenizer, prep.task, 24), prep.tokenizer, 16,

@@ -150,7 +150,7 @@ def test_labelled_test_split_is_scored_once_for_the_selected_student(data_dir, t
     assert summary["select"] == "final" and summary["eval_score"] == history[-1]["eval_score"]
     assert {"test_f1", "test_accuracy", "test_score"} <= set(summary)
     # the saved student is the one scored: evaluate it again on test
-    from trainables.engine import evaluate
+    from trainables.evaluation import evaluate
     from trainables.models import load_classifier as load
 
     prep = prepare(cfg)
@@ -177,7 +177,7 @@ def test_reptile_map_embeddings_off_pulls_encoder_layers_only(tmp_path):
 
 def test_reptile_baseline_trial_is_the_papers_setting():
     from search_spaces.registry import build_space
-    from tuner.sweep import default_point
+    from tuner.ray_tuner import default_point
 
     assert DistillConfig().update_strategy == "skip"
     space = build_space("reptile-distil")

@@ -89,7 +89,7 @@ def test_packing_counts_fractions_of_a_gpu_per_node(monkeypatch):
 
 def test_bench_sweep_runs_one_sweep_per_packing_and_reports_trials_per_hour():
     from tuner import bench_sweep
-    from tuner.sweep import SweepSpec
+    from tuner.spec import SweepSpec
 
     specs = []
 

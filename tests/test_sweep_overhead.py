@@ -65,7 +65,7 @@ def test_checkpoints_follow_checkpoint_every(every, expected, tiny_config, monke
 # ---- the teacher stage ------------------------------------------------------------------------
 
 def stage_spec(**kw):
-    from tuner.sweep import SweepSpec
+    from tuner.spec import SweepSpec
 
     return SweepSpec(method="kd", **kw)
 
@@ -176,14 +176,14 @@ def count_tokenizer_calls(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("method, rows", [("kd", 48), ("metadistil", 43)])  # metadistil holds out the quiz
 def test_the_driver_counts_rows_without_tokenising(method, rows, tiny_config, monkeypatch, tmp_path):
     from trainables import assembly, data
-    from tuner import sweep
+    from tuner import spec as sweep_spec
 
     calls = count_tokenizer_calls(monkeypatch)
     for module in (data, assembly):
         monkeypatch.setattr(module, "tokenize_split", lambda *a, **k: pytest.fail("the driver tokenised"))
-    spec = sweep.normalise(sweep.SweepSpec(method=method, config=dict(tiny_config),
-                                           storage_path=str(tmp_path), evals_per_epoch=2))
-    prep = sweep.prepare_sweep(spec)
+    spec = sweep_spec.normalise(sweep_spec.SweepSpec(method=method, config=dict(tiny_config),
+                                                     storage_path=str(tmp_path), evals_per_epoch=2))
+    prep = sweep_spec.prepare_sweep(spec)
     assert calls[0] == 0
     assert prep.train_rows == rows and prep.eval_steps == max(1, -(-rows // 16) // 2)
 

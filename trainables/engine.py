@@ -2,8 +2,9 @@
 
 The engine owns: devices, the optimiser schedules (:class:`~trainables.optim.Updater`), seeding
 and data order, optional bf16 autocast, student warm-up epochs, evaluation on dev every
-``eval_steps`` or epoch, best-model selection on dev, checkpoints (save and resume), and a
-reporting hook so the same loop runs in a Ray Tune trainable or plainly in-process. A method
+``eval_steps`` or epoch (scored by :func:`trainables.evaluation.evaluate`), best-model selection
+on dev, checkpoints (its state; the file in :mod:`trainables.engine_state`) to save and resume, and
+a reporting hook so the same loop runs in a Ray Tune trainable or plainly in-process. A method
 only supplies ``step``.
 """
 
@@ -13,7 +14,6 @@ import contextlib
 import copy
 import dataclasses
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +26,10 @@ from torch.utils.data import DataLoader
 
 from trainables import allocator
 from trainables.config import DistillConfig
-from trainables.metrics import compute_metrics
-from trainables.methods.base import Batch, Method, model_inputs
+from trainables.engine_state import (CHECKPOINT_FILE, CorruptCheckpointError, atomic_save,  # noqa: F401
+                                     load_state, read_checkpoint, rng_state, save_state, set_rng_state)
+from trainables.evaluation import evaluate, to_device
+from trainables.methods.base import Batch, Method
 from trainables.optim import Updater
 from trainables.tasks import TaskSpec
 
@@ -37,7 +39,6 @@ Reporter = Callable[[dict, Callable[[str], None]], None]
 #: ``augment(batch) -> batch``: applied to every training/quiz batch (e.g. noise injection).
 Augmenter = Callable[[Batch], Batch]
 
-CHECKPOINT_FILE = "engine_state.pt"
 #: steps between reads of the step logs from the device (and the non-finite loss check), besides
 #: every evaluation
 LOG_EVERY = 50
@@ -45,53 +46,6 @@ LOG_EVERY = 50
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run is failed, not silently continued."""
-
-
-class CorruptCheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read back (missing, truncated, not a torch file)."""
-
-    def __init__(self, path: str, cause: BaseException | str):
-        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
-        self.path, self.reason = path, " ".join(str(reason).split())[:200]
-        super().__init__(f"checkpoint file {path} is unreadable ({self.reason})")
-
-    def __reduce__(self):  # picklable (Ray sends a trial's exception to the driver)
-        return type(self), (self.path, self.reason)
-
-
-def atomic_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then renamed over ``path``
-    (``os.replace``, atomic): a process killed (or a disk filling up) mid-write leaves the
-    previous file or none, never a truncated one. (No fsync: after a power cut the file may still
-    be empty or short; :func:`read_checkpoint` detects that.)"""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def read_checkpoint(directory: str, map_location: str | torch.device = "cpu") -> dict:
-    """The engine state saved in ``directory``, read with ``weights_only=True`` (tensors and plain
-    containers only: loading runs no pickled code). A file that is missing, truncated or not an
-    engine state raises :class:`CorruptCheckpointError` naming it."""
-    path = os.path.join(directory, CHECKPOINT_FILE)
-    if not os.path.isfile(path):
-        raise CorruptCheckpointError(path, "no such file")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # truncated zip, bad pickle, I/O error: all mean "not usable"
-        raise CorruptCheckpointError(path, err) from err
-    missing = [k for k in ("step", "student", "student_opt", "result", "rng")
-               if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise CorruptCheckpointError(path, f"not an engine state: no {', '.join(missing)}")
-    return state
 
 
 def seed_everything(seed: int) -> None:
@@ -118,26 +72,6 @@ class Loaders:
     test: DataLoader | None = None    # a labelled test split: scored once, after training
 
 
-def _rng_state() -> dict:
-    """torch's, numpy's and Python's RNG states as tensors and plain containers (what
-    ``torch.load(weights_only=True)`` reads)."""
-    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
-            "python": {"version": version, "internal": list(internal), "gauss": gauss}}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-
-
 @dataclass
 class TrainResult:
     best: dict                                       # metrics of the best evaluation (by eval_score)
@@ -147,31 +81,9 @@ class TrainResult:
     logs: list[dict] = field(default_factory=list)      # every step's method logs (all scalars)
 
 
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
 def _cycle(loader: DataLoader) -> Iterator[Batch]:
     while True:
         yield from loader
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device: torch.device,
-             bf16: bool = False, prefix: str = "eval_") -> dict[str, float]:
-    """Task metrics of ``model`` on ``loader``; keys ``<prefix><metric>`` and ``<prefix>score``."""
-    was_training = model.training
-    model.eval()
-    logits, labels = [], []
-    for batch in loader:
-        batch = _to_device(batch, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(**model_inputs(batch, model)).logits
-        logits.append(out.float().cpu())
-        labels.append(batch["labels"].cpu())
-    model.train(was_training)
-    values = compute_metrics(task, torch.cat(logits).numpy(), torch.cat(labels).numpy())
-    return {f"{prefix}{k}": float(v) for k, v in values.items()}
 
 
 class Engine:
@@ -230,7 +142,7 @@ class Engine:
             "result": dataclasses.asdict(self.result),
             "pending": self._pending,
             "step_seconds": self.step_seconds,
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -247,17 +159,16 @@ class Engine:
         self.best, self.best_student = state["best"], state["best_student"]
         self.result, self._pending = TrainResult(**state["result"]), state["pending"]
         self.step_seconds = float(state.get("step_seconds", 0.0))
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
     def save_checkpoint(self, directory: str) -> None:
-        """Write the engine state to ``directory`` atomically (see :func:`atomic_save`)."""
-        os.makedirs(directory, exist_ok=True)
-        atomic_save(self.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
+        """Write the engine state to ``directory`` atomically (see :func:`~trainables.engine_state.atomic_save`)."""
+        save_state(self.state_dict(), directory)
 
     def load_checkpoint(self, directory: str) -> None:
-        """Load an engine state (:func:`read_checkpoint`: ``weights_only``, so loading runs no
-        pickled code; an unreadable file raises :class:`CorruptCheckpointError`)."""
-        self.load_state_dict(read_checkpoint(directory, map_location=self.device))
+        """Load an engine state (``weights_only``, so loading runs no pickled code; an unreadable
+        file raises :class:`~trainables.engine_state.CorruptCheckpointError`)."""
+        self.load_state_dict(load_state(directory, self.device))
 
     # ---- the loop ------------------------------------------------------------------------
     def _quiz_batches(self, quiz: Iterator[Batch] | None) -> list[Batch] | None:
@@ -266,7 +177,7 @@ class Engine:
         return [self._prepare(next(quiz)) for _ in range(self.cfg.num_quiz_batches)]
 
     def _prepare(self, batch: Batch) -> Batch:
-        batch = _to_device(batch, self.device)
+        batch = to_device(batch, self.device)
         return self.augment(batch) if self.augment else batch
 
     def _evaluate_and_report(self, epoch: float, report: Reporter | None) -> None:

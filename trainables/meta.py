@@ -73,14 +73,6 @@ def split_batch(batch: Batch, parts: int) -> list[Batch]:
     return [{k: v[i] for k, v in pieces.items()} for i in range(parts)]
 
 
-@torch.no_grad()
-def load_params(model: nn.Module, params: Params) -> None:
-    """Copy ``params`` (e.g. θ' of S') into the model's own parameters."""
-    own = dict(model.named_parameters())
-    for name, value in params.items():
-        own[name].copy_(value)
-
-
 @dataclass
 class MetaResult:
     grads: list[torch.Tensor | None]   # d quiz loss / d meta parameter, aligned with the input list

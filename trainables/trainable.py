@@ -73,7 +73,8 @@ FINAL_SUMMARY_KEYS = ("train_seconds", "step_seconds", "step_ms", "peak_mem_mb",
                       "student_layers", "teacher_layers")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A reportable metric value: an int or float, not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -279,7 +280,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
             state.best = {k: v for k, v in metrics.items() if k.startswith("eval_")}
         # the first keys are the ones Ray Tune's progress table shows
         result = {k: metrics[k] for k in _SHOWN if k in metrics}
-        result.update({k: v for k, v in metrics.items() if _is_number(v)})
+        result.update({k: v for k, v in metrics.items() if is_number(v)})
         result.update({f"best_{k}": v for k, v in state.best.items()})
         result.update(state.model)
         result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {})})
@@ -294,14 +295,14 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
 
     summary = run(cfg, report=report, resume_from=resume_from, on_prepared=on_prepared)
     prep = held["prep"]
-    best = {k: v for k, v in summary.items() if k.startswith("eval_") and _is_number(v)}
+    best = {k: v for k, v in summary.items() if k.startswith("eval_") and is_number(v)}
     # eval_* are the selected student's (``select``: the best dev evaluation, or the last one)
     final: dict[str, Any] = {"eval_score": summary["eval_score"],
                              "best_eval_score": summary.get("best_eval_score", summary["eval_score"]),
                              "step": prep.engine.step}
     final.update({f"best_{k}": v for k, v in best.items() if k != "eval_score"})
-    final.update({k: v for k, v in summary.items() if k.startswith("test_") and _is_number(v)})
-    final.update({k: summary[k] for k in FINAL_SUMMARY_KEYS if _is_number(summary.get(k))})
+    final.update({k: v for k, v in summary.items() if k.startswith("test_") and is_number(v)})
+    final.update({k: summary[k] for k in FINAL_SUMMARY_KEYS if is_number(summary.get(k))})
     final.update(state.model)
     final["evaluations"] = state.evaluation
     final.update(extra or {})

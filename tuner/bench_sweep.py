@@ -41,7 +41,7 @@ def parse_packings(text: str) -> list[int]:
 
 def bench(base, packings: list[int], gpus: float, trials: int | None = None,
           run: Callable[..., dict] | None = None) -> list[dict[str, Any]]:
-    """One sweep of ``base`` (a :class:`~tuner.sweep.SweepSpec`) per packing; a row each."""
+    """One sweep of ``base`` (a :class:`~tuner.spec.SweepSpec`) per packing; a row each."""
     import dataclasses
 
     from tuner.sweep import run_sweep
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from trainables.run import config_from_args
 
     from tuner import cluster
-    from tuner.sweep import SweepSpec
+    from tuner.spec import SweepSpec
 
     args = build_parser().parse_args(argv)
     packings = parse_packings(args.trials_per_gpu)

@@ -65,7 +65,7 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     Returns the "tracking and output" group, for the caller's own output options."""
     from trainables.config import field_choices
 
-    from tuner.sweep import SCHEDULERS
+    from tuner.spec import SCHEDULERS
     from tuner.tracking import DEFAULT_EXPERIMENT
 
     d = LAUNCH_DEFAULTS
@@ -153,7 +153,7 @@ def spec_from_args(args: argparse.Namespace):
     from trainables.methods import get_method
     from trainables.run import config_from_args
 
-    from tuner.sweep import SweepSpec
+    from tuner.spec import SweepSpec
 
     if not args.method:
         raise UserError("--method is required (see --list for the methods)")
@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.list:
         print(listing())
         return None
-    from tuner.sweep import SweepSpec, run_sweep
+    from tuner.spec import SweepSpec
+    from tuner.sweep import run_sweep
 
     if args.resume:
         if not args.name:

@@ -23,11 +23,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from trainables.errors import UserError
-from trainables.trainable import FINAL, MODEL_KEYS, STEP_LOGS_FILE, TRIAL_SUMMARY_FILE
+from trainables.trainable import FINAL, MODEL_KEYS, STEP_LOGS_FILE, TRIAL_SUMMARY_FILE, is_number
 
 DEFAULT_EXPERIMENT = "distill-tune"
 DEFAULT_DB_FILE = "mlflow.db"
@@ -66,10 +65,6 @@ ARTIFACT_STUDENT = "student"
 
 
 # ---- a trial's ending: its status and final metrics ---------------------------------------------
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
 
 def trial_status(last_result: dict | None, errored: bool) -> str:
     """TERMINATED (trained to the end), EARLY_STOPPED (stopped by the scheduler) or ERROR."""

@@ -4,7 +4,7 @@ method, its best config re-run with the same seeds for every method, and the tab
     python -m tuner.reproduce --tasks sst2 --methods kd,metadistil --num-samples 8 --seeds 3 \\
         --max-train-samples 2000 --out reports/reproduce
 
-For every task and method: one sweep (``tuner.sweep.run_sweep``) whose :class:`SweepSpec` is the
+For every task and method: one sweep (``tuner.sweep.run_sweep``) whose :class:`~tuner.spec.SweepSpec` is the
 same shared base for every method (trials, epochs, teacher, data, student, scheduler, resources,
 ``--set`` values: everything but the method and hence its own search space), then its best
 config re-run with ``--seeds N`` seeds (``SweepSpec.seeds``: seeds ``s+1 .. s+N`` where ``s`` is
@@ -16,10 +16,11 @@ Writes into ``--out`` (default ``reports/<name>``), via :mod:`analysis.paper_tab
 has a labelled test split, test metrics as mean ± sample std over seeds, n, and Δ vs KD: the mean
 paired difference to ``kd`` over seeds with a paired two-sided t-test p-value), ``reproduce.csv``
 (the tidy per-seed results: task, method, seed, metric, split, value; re-make everything with
-``python -m analysis.paper_table --from reproduce.csv``), ``reproduce_table.csv`` (the aggregated
-table) and ``reproduce.png`` / ``.pdf`` (grouped bars, teacher dashed). The five files are logged
-as artifacts of one MLflow run (tag ``distill.role=reproduce``) in the experiment; every sweep's
-runs carry the tag ``distill.reproduce=<name>``.
+``python -m analysis.paper_table --from reproduce.csv``; the rows: :mod:`tuner.seed_results`),
+``reproduce_table.csv`` (the aggregated table) and ``reproduce.png`` / ``.pdf`` (grouped bars,
+teacher dashed). The five files are logged as artifacts of one MLflow run (tag
+``distill.role=reproduce``) in the experiment; every sweep's runs carry the tag
+``distill.reproduce=<name>``.
 
 Bad input (an unknown method or task, a bad ``--set``, ...) is one line on stderr and exit code 2,
 before anything runs.
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -43,8 +43,6 @@ ROLE_REPRODUCE = "reproduce"
 #: on the reproduce run and on every run of its sweeps: the reproduce name
 TAG_REPRODUCE = "distill.reproduce"
 OUTPUT_PREFIX = "reproduce"
-#: metric keys that are not task metrics
-_NOT_METRICS = ("score", "loss")
 
 
 # ---- the command line -----------------------------------------------------------------------------
@@ -112,148 +110,21 @@ def method_spec(base, method: str, name: str, tags: dict[str, str]):
 
 def plan(args: argparse.Namespace, tasks: list[str], methods: list[str], name: str) -> list[tuple[str, str, Any]]:
     """(task, method, SweepSpec) of every sweep, all checked (config, data, space, no name clash)."""
-    from tuner import sweep
+    from tuner.record import RECORD_FILE
+    from tuner.spec import normalise, prepare_sweep
 
     out = []
     for task in tasks:
         base = base_spec(args, task, methods[0])
         short = os.path.basename(os.path.normpath(task))
         for method in methods:
-            spec = sweep.normalise(method_spec(base, method, f"{name}-{short}-{method}", {TAG_REPRODUCE: name}))
-            if os.path.isfile(os.path.join(spec.experiment_dir, sweep.RECORD_FILE)):
+            spec = normalise(method_spec(base, method, f"{name}-{short}-{method}", {TAG_REPRODUCE: name}))
+            if os.path.isfile(os.path.join(spec.experiment_dir, RECORD_FILE)):
                 raise UserError(f"a sweep named {spec.name!r} already exists in {spec.storage_path}; "
                                 f"choose another --name")
-            sweep.prepare_sweep(spec)  # a bad config, space or dataset fails here, before anything runs
+            prepare_sweep(spec)  # a bad config, space or dataset fails here, before anything runs
             out.append((task, method, spec))
     return out
-
-
-# ---- per-seed results -----------------------------------------------------------------------------
-
-def task_metric_order(task: str, args: argparse.Namespace) -> list[str]:
-    from trainables.tasks import get_task
-
-    spec = get_task(task, args.text_columns, args.label_column)
-    return [spec.primary_metric] + [m for m in spec.metrics if m != spec.primary_metric]
-
-
-def split_metrics(metrics: dict[str, Any]) -> dict[tuple[str, str], float]:
-    """{(split, metric): value} of a trial's final metrics: ``best_eval_<m>`` -> dev, ``test_<m>``
-    (or ``best_test_<m>``) -> test, ``student_params`` (as ``params``) / ``speedup`` -> cost."""
-    out: dict[tuple[str, str], float] = {}
-    for key, value in metrics.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        for prefix, split in (("best_eval_", "dev"), ("test_", "test"), ("best_test_", "test")):
-            if key.startswith(prefix):
-                metric = key[len(prefix):]
-                if metric not in _NOT_METRICS:
-                    out.setdefault((split, metric), float(value))
-        if key == "student_params":
-            out[("cost", "params")] = float(value)
-        elif key == "speedup":
-            out[("cost", key)] = float(value)
-    return out
-
-
-def _ordered_rows(task: str, method: str, seed, values: dict[tuple[str, str], float],
-                  order: list[str]) -> list[dict]:
-    rank = {m: i for i, m in enumerate(order)}
-    keys = sorted(values, key=lambda k: (("dev", "test", "cost").index(k[0]), rank.get(k[1], len(rank)), k[1]))
-    return [{"task": task, "method": method, "seed": seed, "metric": m, "split": s, "value": values[(s, m)]}
-            for s, m in keys]
-
-
-def seed_runs(uri: str, experiment_id: str, sweep_name: str) -> dict[int, Any]:
-    """The MLflow runs of a sweep's seed re-runs by seed."""
-    from tuner import tracking
-
-    out = {}
-    for run in tracking.find_runs(uri, experiment_id, sweep_name):
-        if run.data.tags.get(tracking.TAG_SEED_RERUN) == "true" and run.data.params.get("seed", "None") != "None":
-            out[int(run.data.params["seed"])] = run
-    return out
-
-
-def student_rows(task: str, method: str, summary: dict, runs: dict[int, Any], order: list[str]) -> list[dict]:
-    """Tidy rows of the finished seed re-runs of one sweep: the summary's final metrics, plus any
-    ``test_*`` metric only MLflow has."""
-    from tuner import tracking
-
-    rows = []
-    for trial in (summary.get("seeds") or {}).get("trials", []):
-        if trial["status"] != tracking.STATUS_TERMINATED or "seed" not in trial["config"]:
-            continue
-        seed = int(trial["config"]["seed"])
-        metrics = dict(trial["metrics"])
-        run = runs.get(seed)
-        if run is not None:
-            for key, value in run.data.metrics.items():
-                if key.startswith(("test_", "best_test_")):
-                    metrics.setdefault(key, value)
-        rows += _ordered_rows(task, method, seed, split_metrics(metrics), order)
-    return rows
-
-
-def teacher_info(path: str) -> dict | None:
-    from trainables.teacher import INFO_FILE
-
-    try:
-        with open(os.path.join(path, INFO_FILE)) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def teacher_values(info: dict) -> dict[tuple[str, str], float]:
-    """{(split, metric): value} of a ``teacher_info.json``: ``dev_metrics`` and ``test_metrics``."""
-    out = {}
-    for split, key in (("dev", "dev_metrics"), ("test", "test_metrics")):
-        for name, value in (info.get(key) or {}).items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            for prefix in ("eval_", "test_"):
-                if name.startswith(prefix):
-                    name = name[len(prefix):]
-                    break
-            if name not in _NOT_METRICS:
-                out[(split, name)] = float(value)
-    return out
-
-
-def teacher_rows(task: str, used: dict[str, set], order: list[str]) -> list[dict]:
-    """The teacher row's tidy rows: one set per distinct fine-tuned teacher ``used`` ({path: seeds of
-    the runs that distilled from it}); seed = that seed when it is one, else empty."""
-    rows = []
-    for path in sorted(used):
-        info = teacher_info(path)
-        if info is None:
-            continue
-        seeds = used[path]
-        seed = next(iter(seeds)) if len(seeds) == 1 else None
-        rows += _ordered_rows(task, "teacher", seed, teacher_values(info), order)
-    return rows
-
-
-def teachers_used(runs: dict[int, Any], record: dict) -> dict[str, set]:
-    """{teacher path: seeds}: from the seed re-runs' ``teacher_id`` params, else the sweep record's
-    ``teacher_paths`` (the search's teachers)."""
-    used: dict[str, set] = {}
-    for seed, run in runs.items():
-        for path in str(run.data.params.get("teacher_id", "None")).split(","):
-            if path and path != "None":
-                used.setdefault(path, set()).add(seed)
-    if not used:
-        for path in record.get("teacher_paths") or []:
-            used.setdefault(path, set()).add(None)
-    return used
-
-
-def _teacher_params(summary: dict) -> float | None:
-    for trial in (summary.get("seeds") or {}).get("trials", []):
-        if trial["metrics"].get("teacher_params"):
-            return float(trial["metrics"]["teacher_params"])
-    return None
 
 
 # ---- the run --------------------------------------------------------------------------------------
@@ -278,7 +149,10 @@ def _log_reproduce_run(client, experiment_id: str, name: str, tasks, methods, ar
 def reproduce(args: argparse.Namespace) -> dict[str, Any]:
     from analysis.paper_table import write_outputs
     from tuner import cluster, tracking
-    from tuner.sweep import read_record, run_sweep
+    from tuner.record import read_record
+    from tuner.seed_results import (seed_runs, student_rows, task_metric_order, teacher_param_count,
+                                    teacher_rows, teachers_used)
+    from tuner.sweep import run_sweep
 
     import pandas as pd
 
@@ -308,7 +182,7 @@ def reproduce(args: argparse.Namespace) -> dict[str, Any]:
                 runs = seed_runs(uri, experiment_id, spec.name)
                 order = task_metric_order(task, args)
                 rows += student_rows(task, method, summary, runs, order)
-                teacher_params.setdefault(task, _teacher_params(summary))
+                teacher_params.setdefault(task, teacher_param_count(summary))
                 for path, seeds in teachers_used(runs, read_record(spec.experiment_dir)).items():
                     teachers.setdefault(task, {}).setdefault(path, set()).update(seeds)
             for task in tasks:

@@ -118,7 +118,8 @@ def run_study(args: argparse.Namespace, study: Study, methods: list[str],
     """One grid sweep per method over (its studied values × seed), tagged ``distill.study``;
     returns the sweep names, the task as recorded and each method's values run."""
     from tuner import cluster
-    from tuner.sweep import SweepSpec, run_sweep
+    from tuner.spec import SweepSpec
+    from tuner.sweep import run_sweep
 
     store = open_store_if_any(args.mlflow_uri, args.experiment)
     plans = []

@@ -124,7 +124,7 @@ def prune_engine_states(trials: list[dict[str, Any]]) -> int:
     A trial Ray may still continue (not TERMINATED or ERROR in Ray's saved state: left running or
     pending by an interrupt, errored with its worker, or missing from the state) keeps every file.
     Returns the number of files deleted."""
-    from trainables.engine import CHECKPOINT_FILE
+    from trainables.engine_state import CHECKPOINT_FILE
 
     deleted = 0
     for trial in trials:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from trainables.trainable import is_number
+
 STAGES = ("ray_start", "teacher_stage", "trials", "seed_reruns")
 
 
@@ -48,7 +50,7 @@ class Stopwatch:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return float(value) if is_number(value) else None
 
 
 def breakdown(watch: Stopwatch, trials: list[dict[str, Any]], at_once: int) -> dict[str, Any]:

@@ -25,16 +25,16 @@ from ray import tune
 
 from trainables.config import DistillConfig
 from trainables.errors import UserError
-from trainables.trainable import EVALUATION, FINAL, MODEL_KEYS, NODE
+from trainables.trainable import EVALUATION, FINAL, MODEL_KEYS, NODE, is_number
 from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, ARTIFACT_STUDENT, ARTIFACT_SUMMARY,  # noqa: F401
                                  DEFAULT_DB_FILE, DEFAULT_EXPERIMENT, FINAL_METRICS, MODEL_PARAMS,
                                  ROLE_SWEEP, ROLE_TRIAL, STATUS_EARLY_STOPPED, STATUS_ERROR,
                                  STATUS_TERMINATED, STATUS_UNFINISHED, STATUSES, TAG_ERROR, TAG_METHOD,
                                  TAG_NODE, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN, TAG_STATUS, TAG_STUDY,
                                  TAG_SWEEP, TAG_TASK, TAG_TRIAL_ID, check_tracking_uri, client,
-                                 final_metrics, is_number, resolve_tracking_uri, search_all_runs,
-                                 trial_status, EXPERIMENT_KIND, TAG_EXPERIMENT_KIND,
-                                 teacher_reference_metrics, trial_run_name)
+                                 final_metrics, resolve_tracking_uri, search_all_runs, trial_status,
+                                 EXPERIMENT_KIND, TAG_EXPERIMENT_KIND, teacher_reference_metrics,
+                                 trial_run_name)
 
 #: result keys that are bookkeeping, not metrics (Ray's own plus the trainable's)
 _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
