@@ -228,3 +228,27 @@ def test_sweeps_started_together_create_one_new_store_safely(tmp_path):
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("together").experiment_id])
     assert sorted(r.info.run_name for r in runs) == [f"sweep-{i}" for i in range(n)]
+
+
+def test_an_empty_run_of_a_trial_ray_never_saved_is_dropped_at_the_end(tmp_path):
+    """A driver killed between creating a trial's run and Ray saving the trial leaves an empty
+    RUNNING run; the resumed sweep's logger drops it (a run with metrics is never touched)."""
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from tuner import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = tracking.ensure_experiment(uri, "orphans")
+    parent = tracking.start_parent_run(uri, exp, "sw", "kd", "sst2")
+    logger = tracking.MlflowTrialLogger(uri, exp, parent, "sw", "kd", "sst2", {})
+    known, orphan, reported = (SimpleNamespace(trial_id=t, config={}) for t in ("a", "lost", "b"))
+    ids = {t.trial_id: logger.run_id(t) for t in (known, orphan, reported)}
+    tracking.log_metrics(logger.client, ids["b"], {"eval_score": 0.5}, 1)
+    logger._ended.update({"a"})
+    logger.on_experiment_end([known])
+    client = MlflowClient(uri)
+    assert client.get_run(ids["lost"]).info.lifecycle_stage == "deleted"
+    assert client.get_run(ids["b"]).info.lifecycle_stage == "active"  # it has a metric: kept
+    assert client.get_run(ids["a"]).info.lifecycle_stage == "active"

@@ -285,6 +285,19 @@ class MlflowTrialLogger(tune.Callback):
         for trial in trials:
             if trial.trial_id not in self._ended:
                 self._safely("unfinished trial", self._mark_unfinished, trial)
+        self._safely("orphan runs", self._drop_orphans, {t.trial_id for t in trials})
+
+    def _drop_orphans(self, known: set[str]) -> None:
+        """Delete this sweep's trial runs that hold nothing and belong to no trial Ray knows: a
+        driver killed right after starting a trial (its run created) but before Ray saved that
+        trial in the experiment state leaves such a run; the resumed sweep samples the trial anew,
+        so the empty run would be a second, phantom record of it. A run with any metric is kept."""
+        for run in find_runs(self.tracking_uri, self.experiment_id, self.sweep):
+            tags = run.data.tags
+            if (tags.get(TAG_TRIAL_ID) in known or tags.get(TAG_PARENT) != self.parent_run_id
+                    or run.info.status != "RUNNING" or run.data.metrics):
+                continue
+            self.client.delete_run(run.info.run_id)
 
     def _mark_unfinished(self, trial) -> None:
         run_id = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
