@@ -36,10 +36,10 @@ from trainables.errors import UserError
 
 #: option groups, in the order the CLIs and the README show them
 GROUPS = {
+    "method": "method and hyperparameters",
     "data": "data",
     "models": "models",
     "training": "training budget and selection",
-    "method": "method and hyperparameters (--set KEY=VALUE)",
     "resources": "resources",
     "tracking": "tracking and output",
 }
