@@ -46,7 +46,7 @@ _LR = "(0, 1]"
 @dataclass
 class DistillConfig:
     # ---- what and where -------------------------------------------------------------------
-    method: str = setup("kd", "registered method (see --list)", group="method")
+    method: str = setup("kd", "registered method (see --list)", group="method", cli_default=True)
     task: str = setup("sst2", "task name from the task table, or a folder with train/dev files (bring your own)",
                       group="data", cli_default=True)
     data_dir: str | None = setup(None, "local data dir laid out as <dir>/<task>/{train,dev}.tsv "

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuner.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", action="store_true", help="print methods, tasks and each method's search space")
-    add_config_options(p, fields=("method",), required=("method",))
+    add_config_options(p, fields=("method",), defaults={"method": None}, required=("method",))
     add_model_and_data_args(p)
     p.set_defaults(epochs=d["epochs"], batch_size=d["batch_size"])
     o = add_sweep_args(p)
