@@ -3,7 +3,9 @@
 The file defines the class with its own options, search space and baseline (see
 :mod:`trainables.methods.base`); :func:`register` adds the class under its ``name`` and its options
 to the config (:class:`trainables.config.DistillConfig`), so the CLIs, ``--set``, the sweeps and
-the docs know them. A method defined elsewhere (a plugin, a test) is registered the same way.
+the docs know them. A method defined elsewhere (a plugin, a test) is registered the same way; a
+sweep's Ray workers know it only if they register it too (importing this package does, for the
+methods listed below), so a method meant for sweeps gets its line here.
 """
 
 from __future__ import annotations
