@@ -5,9 +5,9 @@
     OptunaSearch(space=space, metric="eval_score", mode="max")
 
 Precedence for one hyperparameter: ``--set`` (fixed) > ``--space FILE`` > the method's space >
-:data:`~search_spaces.defaults.DEFAULT_RANGES`. Adding a method's space = one function in
-:mod:`search_spaces.defaults` + one line in :data:`~search_spaces.defaults.SPACES`; a registered
-method without one searches :func:`~search_spaces.defaults.base_space`.
+:data:`~search_spaces.defaults.DEFAULT_RANGES` (the ``search`` ranges of the config schema). A
+method's space is declared with its class (``space`` in ``trainables/methods/<method>.py``, ranges
+as plain data); a registered method without one searches :func:`~search_spaces.defaults.base_space`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 from search_spaces.defaults import DEFAULT_RANGES, SPACES, base_space
 from search_spaces.overrides import SpaceOverrides, load_space_file, parse_overrides
 from search_spaces.registry import build_space, describe_space, space_function
-from search_spaces.space import (Choice, Float, Int, SearchSpace, SpaceFn, Suggest,
-                                 describe_distribution)
+from search_spaces.ranges import Choice, Float, Int, describe_distribution, to_distribution
+from search_spaces.space import SearchSpace, SpaceFn, Suggest
 
 __all__ = [
     "DEFAULT_RANGES", "SPACES", "base_space", "space_function", "build_space", "describe_space",
     "SpaceOverrides", "load_space_file", "parse_overrides", "SearchSpace", "Suggest",
-    "SpaceFn", "Float", "Int", "Choice", "describe_distribution",
+    "SpaceFn", "Float", "Int", "Choice", "describe_distribution", "to_distribution",
 ]

@@ -7,8 +7,9 @@ it returns
 
 * the fixed value, when the user fixed the name (``--set name=value`` or a scalar in ``--space``);
 * otherwise ``trial.suggest_*(name, ...)`` over the name's range: the user's range from
-  ``--space`` if given, else the default the space function passes (``s("beta", Float(0, 1))``),
-  else :data:`search_spaces.defaults.DEFAULT_RANGES`.
+  ``--space`` if given, else the default the space function passes (``s("beta", {"low": 10,
+  "high": 1000, "log": True})``, the ``--space`` file's format, or an Optuna distribution), else
+  :data:`search_spaces.defaults.DEFAULT_RANGES` (the field's ``search`` in the config schema).
 
 :class:`SearchSpace` binds a space function to the overrides and fixed values of one sweep; it is
 the callable handed to :class:`ray.tune.search.optuna.OptunaSearch` (and is picklable, so Ray can
@@ -21,37 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
-                                  IntDistribution)
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from search_spaces.ranges import Choice, Distribution, Float, Int, describe_distribution, to_distribution
 from trainables.errors import UserError
 
-Distribution = BaseDistribution
+__all__ = ["Choice", "Distribution", "Float", "Int", "SearchSpace", "SpaceFn", "Suggest", "describe_distribution",
+           "suggest_from"]
+
 SpaceFn = Callable[["Suggest"], None]
-
-
-def Float(low: float, high: float, log: bool = False, step: float | None = None) -> FloatDistribution:
-    return FloatDistribution(low, high, log=log, step=step)
-
-
-def Int(low: int, high: int, log: bool = False, step: int = 1) -> IntDistribution:
-    return IntDistribution(low, high, log=log, step=step)
-
-
-def Choice(*choices: Any) -> CategoricalDistribution:
-    return CategoricalDistribution(list(choices))
-
-
-def describe_distribution(dist: Distribution) -> str:
-    """``[1e-05, 0.0001] log`` / ``{first, last}`` / ``[1, 4] int``."""
-    if isinstance(dist, CategoricalDistribution):
-        return "{" + ", ".join(map(str, dist.choices)) + "}"
-    kind = " log" if dist.log else ""
-    if isinstance(dist, IntDistribution):
-        kind += " int" + (f" step {dist.step}" if dist.step != 1 else "")
-    elif dist.step is not None:
-        kind += f" step {dist.step}"
-    return f"[{dist.low:g}, {dist.high:g}]{kind}"
 
 
 def suggest_from(trial, name: str, dist: Distribution) -> Any:
@@ -75,17 +54,17 @@ class Suggest:
         self._ranges, self._fixed, self._defaults = ranges, fixed, defaults
         self.seen: list[str] = []
 
-    def range_of(self, name: str, default: Distribution | None = None) -> Distribution:
+    def range_of(self, name: str, default=None) -> Distribution:
         if name in self._ranges:
             return self._ranges[name]
         if default is not None:
-            return default
+            return to_distribution(name, default, f"the {self.method.name} space: {name}")
         try:
             return self._defaults[name]
         except KeyError:
             raise UserError(f"no default range for {name!r}; give one in --space") from None
 
-    def __call__(self, name: str, default: Distribution | None = None) -> Any:
+    def __call__(self, name: str, default=None) -> Any:
         if name not in self.seen:
             self.seen.append(name)
         if name in self._fixed:

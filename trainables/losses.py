@@ -11,6 +11,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+#: the soft (distillation) losses :func:`soft_loss` knows, the choices of ``kd_loss``
+SOFT_LOSSES = ("kl", "mse", "mse_prob")
+
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
     """Cross-entropy for classification, MSE for regression."""
@@ -37,7 +40,7 @@ def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
         p_t = F.softmax(teacher_logits / temperature, dim=-1)
         return F.mse_loss(p_s, p_t) * temperature**2
     if kind != "kl":
-        raise ValueError(f"unknown kd_loss {kind!r}; valid: kl, mse, mse_prob")
+        raise ValueError(f"unknown kd_loss {kind!r}; valid: {', '.join(SOFT_LOSSES)}")
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)

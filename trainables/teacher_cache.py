@@ -8,18 +8,18 @@ import hashlib
 import json
 import os
 
-from trainables.config import DistillConfig
+from trainables.schema import Config
 
 INFO_FILE = "teacher_info.json"
 
 
-def cache_root(cfg: DistillConfig) -> str:
+def cache_root(cfg: Config) -> str:
     root = cfg.cache_dir or os.environ.get("TUNER_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "distill-tune")
     return os.path.abspath(os.path.join(root, "teachers"))
 
 
-def teacher_settings(cfg: DistillConfig, seed: int) -> dict:
+def teacher_settings(cfg: Config, seed: int) -> dict:
     """Everything the fine-tuned teacher depends on (its cache key)."""
     return {
         "task": cfg.task if not os.path.isdir(cfg.task) else os.path.abspath(cfg.task),
@@ -33,7 +33,7 @@ def teacher_settings(cfg: DistillConfig, seed: int) -> dict:
     }
 
 
-def teacher_cache_path(cfg: DistillConfig, seed: int) -> str:
+def teacher_cache_path(cfg: Config, seed: int) -> str:
     settings = teacher_settings(cfg, seed)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     name = os.path.basename(os.path.normpath(cfg.task))

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from trainables.config import DistillConfig
+from trainables.schema import Config
 
 ROW = "row"  # batch key: the row's position in the training split
 
@@ -52,7 +52,7 @@ class TeacherOutputs:
                 for i in range(self.logits.shape[0])]
 
 
-def usable(method_cls, cfg: DistillConfig) -> bool:
+def usable(method_cls, cfg: Config) -> bool:
     """Whether the method's teacher outputs are fixed per row, so the cache applies."""
     return (cfg.teacher_output_cache and method_cls.uses_teacher and not method_cls.teacher_learns
             and cfg.noise_prob == 0 and not cfg.teacher_dropout)
@@ -94,7 +94,7 @@ def _weights_stamp(path: str) -> list:
                   for name in os.listdir(path) if name.endswith((".safetensors", ".bin")))
 
 
-def cache_key(cfg: DistillConfig, teacher_paths: Sequence[str], row_ids: Sequence[int],
+def cache_key(cfg: Config, teacher_paths: Sequence[str], row_ids: Sequence[int],
               layers: Sequence[int]) -> str:
     settings = {
         "teachers": [[os.path.abspath(p) if os.path.exists(p) else p, _weights_stamp(p)] for p in teacher_paths],
@@ -105,7 +105,7 @@ def cache_key(cfg: DistillConfig, teacher_paths: Sequence[str], row_ids: Sequenc
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def load_or_compute(cfg: DistillConfig, teacher_paths: Sequence[str], teachers: Sequence[nn.Module], loader,
+def load_or_compute(cfg: Config, teacher_paths: Sequence[str], teachers: Sequence[nn.Module], loader,
                     row_ids: Sequence[int], device: torch.device, layers: Sequence[int] = ()) -> TeacherOutputs:
     """The cached outputs for these teachers and rows, computed (once, under a lock) if missing."""
     from filelock import FileLock

@@ -88,13 +88,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from trainables.options import add_config_options
     from trainables.run import add_model_and_data_args
 
     p = argparse.ArgumentParser(prog="python -m tuner.bench_sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default="kd", help="the method whose trials are timed (default kd)")
     add_model_and_data_args(p)
-    p.add_argument("--student-layers", type=int, default=None, help="layers of the default truncated student")
+    add_config_options(p, fields=("student_layers", "cache_dir"))
     p.add_argument("--trials-per-gpu", default=",".join(map(str, DEFAULT_PACKINGS)), metavar="K1,K2,...",
                    help="packings to compare (default 1,2,4)")
     p.add_argument("--trials", type=int, default=None, help="trials per packing (default 2 × trials at once)")
@@ -104,8 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     p.add_argument("--address", default=None, help="an existing Ray cluster instead of a private local one")
     p.add_argument("--storage-path", default=None, help="where the sweeps go (default ./ray_results)")
-    p.add_argument("--cache-dir", default=None,
-                   help="fine-tuned teacher cache (default $TUNER_CACHE_DIR, else the storage path)")
     p.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///<cwd>/mlflow.db)")
     p.add_argument("--experiment", default="distill-tune-bench", help="MLflow experiment (default distill-tune-bench)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")

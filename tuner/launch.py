@@ -41,13 +41,14 @@ INTERRUPTED_EXIT = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from trainables.options import add_config_options
     from trainables.run import add_model_and_data_args
 
     d = LAUNCH_DEFAULTS
     p = argparse.ArgumentParser(prog="python -m tuner.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", help="a registered method (see --list)")
     p.add_argument("--list", action="store_true", help="print methods, tasks and each method's search space")
+    add_config_options(p, fields=("method",), defaults={"method": None}, required=("method",))
     add_model_and_data_args(p)
     p.set_defaults(epochs=d["epochs"], batch_size=d["batch_size"])
     o = add_sweep_args(p)
@@ -60,18 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     """The sweep options shared by the CLIs that run sweeps (``tuner.launch``, ``tuner.reproduce``):
-    ``--student-layers``, the search, resource and tracking groups, with :data:`LAUNCH_DEFAULTS`.
+    ``--student-layers``, the search, resource and tracking groups, with :data:`LAUNCH_DEFAULTS`
+    (the config's resource options from the schema, the sweep's by hand).
     ``single_method=False`` leaves out what belongs to one method's space (``--space``, ``--grid``).
     Returns the "tracking and output" group, for the caller's own output options."""
-    from trainables.config import field_choices
+    from trainables.options import add_config_options, option_group
 
     from tuner.spec import SCHEDULERS
     from tuner.tracking import DEFAULT_EXPERIMENT
 
     d = LAUNCH_DEFAULTS
-    p.add_argument("--student-layers", type=int, default=None,
-                   help="layers of the default truncated student (same as --set student_layers=N)")
-    g = p.add_argument_group("search")
+    add_config_options(p, fields=("student_layers",))
+    g = option_group(p, "search")
     g.add_argument("--num-samples", type=int, default=d["num_samples"],
                    help=f"trials (default {d['num_samples']}; with --grid: repeats of the grid)")
     if single_method:
@@ -102,7 +103,8 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
                         "logged as an MLflow model on the sweep's run)")
     g.add_argument("--seeds", type=int, default=0,
                    help="re-run the best config with N more seeds and report mean ± std")
-    r = p.add_argument_group("resources")
+    add_config_options(p, groups=("resources", "tracking"), exclude=("output_dir",))
+    r = option_group(p, "resources")
     r.add_argument("--max-concurrent", type=int, default=d["max_concurrent"],
                    help=f"trials at once (default {d['max_concurrent']})")
     r.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"],
@@ -111,12 +113,6 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
                    help="GPUs per trial; fractions share a GPU (default 0)")
     r.add_argument("--address", default=None,
                    help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local one)")
-    r.add_argument("--device", default=None, help=f"one of: {', '.join(field_choices('device'))}")
-    r.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
-    r.add_argument("--eval-teacher", action="store_true", default=None,
-                   help="also evaluate the (learning) teacher at each evaluation (teacher_eval_<m>)")
-    r.add_argument("--cache-dir", default=None,
-                   help="fine-tuned teacher cache (default $TUNER_CACHE_DIR, else the storage path)")
     r.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
                    help="a trial checkpoint every N evaluations (default 1: a resumed or retried trial "
                         "repeats no evaluation; N > 1 writes 1/N of the checkpoints, and a resumed trial "
@@ -124,7 +120,7 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     r.add_argument("--max-failures", type=int, default=d["max_failures"],
                    help="retries of a failed trial (worker killed, out of memory, an exception) from its "
                         f"last checkpoint before it is ERROR (default {d['max_failures']})")
-    o = p.add_argument_group("tracking and output")
+    o = option_group(p, "tracking")
     o.add_argument("--mlflow-uri", default=None,
                    help="tracking URI (default sqlite:///<cwd>/mlflow.db; http://HOST:PORT for a server)")
     o.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
@@ -186,17 +182,17 @@ def spec_from_args(args: argparse.Namespace):
 
 
 def listing() -> str:
-    """Methods, tasks and each method's search space."""
+    """Methods (with their own options, from the schema), tasks and each method's search space."""
     from search_spaces.defaults import SPACES
     from search_spaces.registry import describe_space
     from trainables.methods import METHODS
+    from trainables.options import method_rows
     from trainables.tasks import TASKS
 
-    lines = ["methods:"]
-    for name, cls in METHODS.items():
-        teacher = "learning teacher" if cls.teacher_learns else ("fixed teacher" if cls.uses_teacher else "no teacher")
+    lines = ["methods (their own options; --help lists every hyperparameter):"]
+    for name, teacher, options in method_rows():
         own = "" if name in SPACES else "  (base space)"
-        lines.append(f"  {name:18s} {teacher}{own}")
+        lines.append(f"  {name:18s} {teacher}{own}" + (f"; options: {', '.join(options)}" if options else ""))
     lines.append("tasks:")
     for name, task in TASKS.items():
         lines.append(f"  {name:18s} primary metric {task.primary_metric}; metrics {', '.join(task.metrics)}")

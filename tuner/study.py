@@ -56,19 +56,16 @@ def teacher_depth(cfg: DistillConfig) -> int:
         raise UserError(f"cannot read the depth of teacher {cfg.teacher!r}: {err}") from None
 
 
-#: budget options of the launch CLI that are hyperparameters: given on the command line, they win
-#: over the best recorded configuration
-_BUDGET_OPTIONS = ("epochs", "batch_size", "max_seq_length")
-
-
 def study_config(args: argparse.Namespace, method: str, store: Store | None, study: Study) -> tuple[DistillConfig, str]:
     """The fixed configuration of ``method`` for the study and where its hyperparameters came from:
-    defaults < best recorded trial for (task, method) < ``--set`` and budget options."""
+    defaults < best recorded trial for (task, method) < ``--set`` and the options given (the
+    hyperparameters with an option of their own: ``--epochs``, ``--batch-size``, ``--max-seq-length``,
+    ``--student-layers``)."""
+    from trainables.options import given_fields
     from trainables.run import config_from_args
 
     cfg = config_from_args(args, method=method)
-    given = set(parse_assignments(args.assignments)) | {o for o in _BUDGET_OPTIONS
-                                                          if getattr(args, o, None) is not None}
+    given = set(parse_assignments(args.assignments)) | given_fields(args)
     found = best_hparams(store, cfg.task, method) if store is not None else None
     if found is None:
         return cfg, "defaults"
@@ -167,6 +164,7 @@ def log_study_artifacts(store: Store, study: Study, task: str, files: list[str],
 # ---- CLI ------------------------------------------------------------------------------------------
 
 def build_parser(prog: str = "python -m tuner.study") -> argparse.ArgumentParser:
+    from trainables.options import add_config_options
     from trainables.run import add_model_and_data_args
 
     import analysis.studies
@@ -184,6 +182,8 @@ def build_parser(prog: str = "python -m tuner.study") -> argparse.ArgumentParser
     parser.add_argument("--from-mlflow", action="store_true", help="only re-plot recorded study runs")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<task>)")
     add_model_and_data_args(parser)
+    add_config_options(parser, fields=("student_layers",))
+    add_config_options(parser, groups=("resources", "tracking"), exclude=("output_dir",))
     parser.add_argument("--mlflow-uri", default=None,
                         help="tracking URI (default: sqlite:///<cwd>/mlflow.db, as the sweeps)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: distill-tune)")
@@ -193,10 +193,6 @@ def build_parser(prog: str = "python -m tuner.study") -> argparse.ArgumentParser
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
     parser.add_argument("--verbose", type=int, default=1, help="Ray Tune's console output (0 silent .. 3)")
-    parser.add_argument("--device", default=None, help="auto, cpu or cuda")
-    parser.add_argument("--cache-dir", default=None, help="fine-tuned teacher cache")
-    parser.add_argument("--eval-teacher", action="store_true", default=None,
-                        help="also evaluate the (learning) teacher: curves for analysis.dynamics")
     add_teacher_score_arg(parser)
     return parser
 

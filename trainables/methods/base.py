@@ -3,19 +3,35 @@
 A method holds the models it trains and does its math in :meth:`Method.step`; the engine owns
 devices, optimiser schedules (it hands the method ready :class:`~trainables.optim.Updater` s),
 evaluation, checkpoints and reporting. Class attributes tell the engine what the method needs.
+
+A method is self-contained: besides its math, its class declares
+
+* ``Options``: a dataclass of the hyperparameters only it reads, declared with
+  :func:`trainables.schema.hparam` (the registry adds them to the config: ``--set``, ``--help``,
+  MLflow params, the README's table);
+* ``space``: its search space, a define-by-run function ``space(s)`` calling ``s("name")`` for each
+  hyperparameter it searches (optionally with a default range in the ``--space`` file's format,
+  ``s("beta", {"low": 10, "high": 1000, "log": True})``), or a dict ``{name: range or None}``; a
+  class without its own ``space`` searches :func:`base_space`;
+* ``baseline``: the first trial of its search where it differs from the config defaults.
+
+Adding a method is one file in this package and one line in its registry (or
+:func:`trainables.methods.register`).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from trainables.config import DistillConfig
 from trainables.losses import task_loss
 from trainables.models import forward_inputs
 from trainables.optim import Updater
+from trainables.schema import Config, hparam
 from trainables.teacher_outputs import ROW
 from trainables.tasks import TaskSpec
 
@@ -31,20 +47,61 @@ def model_inputs(batch: Batch, model: nn.Module | None = None) -> Batch:
     return {k: v for k, v in batch.items() if k != "labels"}
 
 
+# ---- search spaces (plain functions of a ``search_spaces.space.Suggest``; no Optuna here) ---------
+
+def base_space(s) -> None:
+    """The space of a method without its own: ``student_lr``; plus ``alpha`` and ``temperature``
+    when it uses a teacher; plus ``teacher_lr`` when its teacher learns."""
+    s("student_lr")
+    if s.method.uses_teacher:
+        s("alpha")
+        s("temperature")
+    if s.method.teacher_learns:
+        s("teacher_lr")
+
+
+def distillation_space(s) -> None:
+    """What every distillation method searches: lambda, (mu,) alpha, T and the batch size
+    (MetaDistil searched it for its method and every baseline alike)."""
+    s("student_lr")
+    if s.method.teacher_learns:
+        s("teacher_lr")
+    s("alpha")
+    s("temperature")
+    s("batch_size")
+
+
+SpaceDecl = Callable[[Any], None] | Mapping[str, Any]
+
+
 class Method:
     name: ClassVar[str] = ""
     uses_teacher: ClassVar[bool] = True      # needs a fine-tuned teacher
     teacher_learns: ClassVar[bool] = False   # the engine builds a teacher Updater (lr teacher_lr)
     needs_quiz: ClassVar[bool] = False       # step() receives quiz batches
     second_order: ClassVar[bool] = False     # models must use eager attention (double backward)
+    #: the first (baseline) trial of the method's search, where it differs from the config defaults
+    baseline: ClassVar[dict[str, Any]] = {}
+    # ``Options`` (a dataclass of its own hyperparameters) and ``space`` (see the module doc) are
+    # declared by the classes that have them; see :func:`own_space` and :func:`option_classes`.
 
     @classmethod
-    def double_backward(cls, cfg: DistillConfig) -> bool:
+    def own_space(cls) -> SpaceDecl | None:
+        """The space declared in this class's own body (not inherited), or None."""
+        return getattr(cls, "space") if "space" in vars(cls) else None
+
+    @classmethod
+    def option_classes(cls) -> list[type]:
+        """The ``Options`` dataclasses of the class and its bases (mixins included), bases first."""
+        return [vars(c)["Options"] for c in reversed(cls.__mro__) if "Options" in vars(c)]
+
+    @classmethod
+    def double_backward(cls, cfg: Config) -> bool:
         """Whether the run differentiates through a gradient (then its models use eager attention:
         SDPA has no double backward)."""
         return cls.second_order
 
-    def __init__(self, cfg: DistillConfig, task: TaskSpec, student: nn.Module,
+    def __init__(self, cfg: Config, task: TaskSpec, student: nn.Module,
                  teachers: list[nn.Module]):
         self.cfg = cfg
         self.task = task
@@ -107,3 +164,35 @@ class Method:
     def mean_logits(outputs) -> torch.Tensor:
         """Multi-teacher soft targets: the average of the teachers' logits."""
         return torch.stack([o.logits for o in outputs]).mean(dim=0)
+
+
+class MetaSteps:
+    """Mixin of the methods that meta-update their teacher every ``meta_interval``-th step (the
+    first one included) and take plain steps in between: the step count, which step is a meta
+    step, and the count in the method's state (so a resumed run keeps the rhythm)."""
+
+    @dataclass
+    class Options:
+        meta_interval: int = hparam(1, "meta methods: meta-update the teacher every k steps", bounds="[1, inf)",
+                                    search={"low": 1, "high": 4})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_steps = 0  # steps taken (meta or plain)
+
+    def next_is_meta(self) -> bool:
+        """Whether the coming step is a meta step."""
+        return self.num_steps % self.cfg.meta_interval == 0
+
+    def count_step(self) -> bool:
+        """Count the step being taken; whether it is a meta step."""
+        is_meta = self.next_is_meta()
+        self.num_steps += 1
+        return is_meta
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "num_steps": self.num_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.num_steps = state.get("num_steps", 0)

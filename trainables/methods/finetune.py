@@ -9,6 +9,10 @@ class Finetune(Method):
     name = "finetune"
     uses_teacher = False
 
+    @staticmethod
+    def space(s) -> None:
+        s("student_lr")
+
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         loss = self.hard_loss(self.student(**model_inputs(batch, self.student)).logits, batch)
         self.student_opt.update(loss)

@@ -8,11 +8,12 @@ With several teachers the soft targets are the mean of their logits.
 from __future__ import annotations
 
 from trainables.losses import kd_loss
-from trainables.methods.base import Batch, Method, model_inputs
+from trainables.methods.base import Batch, Method, distillation_space, model_inputs
 
 
 class KD(Method):
     name = "kd"
+    space = staticmethod(distillation_space)
 
     def distill_loss(self, student_logits, teacher_logits, batch: Batch):
         cfg = self.cfg

@@ -25,15 +25,31 @@ trajectory.
 from __future__ import annotations
 
 import torch
+from dataclasses import dataclass
 
 from trainables.errors import UserError
 from trainables.losses import soft_loss
-from trainables.methods.base import Batch
+from trainables.methods.base import Batch, distillation_space
 from trainables.methods.metadistil import MetaDistil
+from trainables.schema import hparam
 
 
 class MetaAdaptiveKD(MetaDistil):
     name = "meta-adaptive-kd"
+
+    @dataclass
+    class Options:
+        num_inner_batches: int = hparam(1, "meta-adaptive-kd: inner mini-batches per meta step", bounds="[1, inf)",
+                                        search={"low": 1, "high": 4})
+        adaptive_lr: float = hparam(100.0, "meta-adaptive-kd: SGD lr of the loss weights alpha/beta (their "
+                                           "meta-gradient is ~inner_lr x a gradient dot product, hence the large "
+                                           "lr)", bounds="[0, 1e6]", search={"low": 1.0, "high": 1000.0, "log": True})
+
+    @staticmethod
+    def space(s) -> None:
+        distillation_space(s)
+        s("beta")
+        s("adaptive_lr")
 
     def __init__(self, cfg, task, student, teachers):
         super().__init__(cfg, task, student, teachers)

@@ -23,23 +23,39 @@ every teacher is meta-updated.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from trainables import meta
-from trainables.methods.base import Batch, model_inputs
+from trainables.methods.base import Batch, MetaSteps, distillation_space, model_inputs
 from trainables.methods.kd import KD
 from trainables.optim import adam_lookahead
+from trainables.schema import hparam
 
 
-class MetaDistil(KD):
+class MetaDistil(MetaSteps, KD):
     name = "metadistil"
     teacher_learns = True
     needs_quiz = True
     second_order = True
 
+    @dataclass
+    class Options:
+        pilot_update: bool = hparam(True, "metadistil: the real student steps with the updated teacher (false: "
+                                          "with the old one, the paper's ablation)", search=[True, False])
+        inner_update: str = hparam("sgd", "metadistil: the experimental student's step: sgd at inner_lr, or a "
+                                          "look-ahead of the real student's AdamW step", choices=["sgd", "adam"])
+
+    @staticmethod
+    def space(s) -> None:
+        distillation_space(s)
+        s("pilot_update")
+        s("meta_interval")
+        s("inner_update")
+
     def __init__(self, cfg, task, student, teachers):
         super().__init__(cfg, task, student, teachers)
-        self.num_steps = 0           # steps taken (meta or plain), for meta_interval
         self.num_inner_batches = 1   # mini-batches the train batch is cut into for S'
 
     # ---- what subclasses change ----------------------------------------------------------------
@@ -65,11 +81,10 @@ class MetaDistil(KD):
         return {"lr": self.cfg.effective_inner_lr}
 
     def wants_quiz(self) -> bool:
-        return self.num_steps % self.cfg.meta_interval == 0  # only meta steps use quiz batches
+        return self.next_is_meta()  # only meta steps use quiz batches
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
-        is_meta = self.num_steps % self.cfg.meta_interval == 0 and bool(quiz_batches)
-        self.num_steps += 1
+        is_meta = self.count_step() and bool(quiz_batches)
         if not is_meta:
             return super().step(batch)
         cfg = self.cfg
@@ -100,9 +115,3 @@ class MetaDistil(KD):
         if not cfg.pilot_update:
             self.apply_meta_gradient(result.grads)
         return {"loss": loss.detach(), "quiz_loss": result.quiz_loss}
-
-    def state_dict(self) -> dict:
-        return {"num_steps": self.num_steps}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.num_steps = state.get("num_steps", 0)

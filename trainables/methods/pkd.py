@@ -3,19 +3,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from trainables.layer_maps import pkd_pairs
+from trainables.layer_maps import PKD_MAPS, pkd_pairs
 from trainables.losses import patient_loss
-from trainables.methods.base import Batch, model_inputs
+from trainables.methods.base import Batch, distillation_space, model_inputs
 from trainables.methods.kd import KD
 from trainables.models import num_layers
+from trainables.schema import hparam
 
 DEFAULT_BETA = 100.0  # Sun et al. search beta in {10, 100, 500, 1000}
 
 
 class PatientKD(KD):
     name = "pkd"
+
+    @dataclass
+    class Options:
+        pkd_layer_map: str = hparam("skip", "pkd: which teacher layer each intermediate student layer matches "
+                                            "(skip: every r-th, last: the last ones)", choices=PKD_MAPS)
+
+    @staticmethod
+    def space(s) -> None:
+        distillation_space(s)
+        s("beta", {"low": 10.0, "high": 1000.0, "log": True})  # Sun et al.'s grid {10, ..., 1000}
 
     def __init__(self, cfg, task, student, teachers):
         super().__init__(cfg, task, student, teachers)

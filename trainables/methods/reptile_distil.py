@@ -6,7 +6,8 @@ A meta step on batch x:
    θ'_S = θ_S − inner_lr · ∇ L_KD(x; θ_S, θ_T);
 2. each teacher moves toward S' on its *mapped* parameters:
    ``reptile_update=plain`` (the paper's formula) θ_T ← θ_T − μ (θ_T − θ'_S), with the constant
-   μ = ``teacher_lr``; ``reptile_update=adam`` (as the authors' code) feeds θ_T − θ'_S to the
+   μ = ``reptile_mu`` (default ``teacher_lr``: the name searched and recorded since the first
+   sweeps, so they stay comparable); ``reptile_update=adam`` (as the authors' code) feeds θ_T − θ'_S to the
    teacher's AdamW as its gradient (lr ``teacher_lr`` on the engine's schedule, with its clipping
    and weight decay). Unmapped teacher parameters never change;
 3. the real student takes its AdamW step on the KD loss of x with the updated teacher (reusing
@@ -25,15 +26,17 @@ Every ``meta_interval``-th step is a meta step; the others are plain KD steps.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from trainables.errors import UserError
-from trainables.layer_maps import layer_map
-from trainables.methods.base import Batch, model_inputs
+from trainables.layer_maps import STRATEGIES, layer_map
+from trainables.methods.base import Batch, MetaSteps, distillation_space, model_inputs
 from trainables.methods.kd import KD
 from trainables.models import encoder_layer_prefix, num_layers
+from trainables.schema import hparam
 
 
 def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str,
@@ -70,13 +73,30 @@ def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str,
     return out
 
 
-class ReptileDistil(KD):
+class ReptileDistil(MetaSteps, KD):
     name = "reptile-distil"
     teacher_learns = True
+    #: the paper's Table 1 setting (T = 5, alpha = 0.5, skip-k) as the search's first trial
+    baseline = {"temperature": 5.0, "alpha": 0.5, "update_strategy": "skip"}
+
+    @dataclass
+    class Options:
+        update_strategy: str = hparam("skip", "reptile-distil: which teacher layers move toward which student "
+                                              "layers", choices=STRATEGIES)
+        reptile_map_embeddings: bool = hparam(True, "reptile-distil: also pull embeddings, pooler and classifier")
+        reptile_update: str = hparam("plain", "reptile-distil: the teacher's move, plain (theta_T -= mu (theta_T - "
+                                              "theta_S')) or adam (the difference as its AdamW gradient, lr "
+                                              "teacher_lr)", choices=["plain", "adam"])
+        reptile_mu: float | None = hparam(None, "reptile-distil: mu of the plain update (default teacher_lr)",
+                                          bounds="(0, 1]", search={"low": 1e-6, "high": 1e-4, "log": True})
+
+    @staticmethod
+    def space(s) -> None:
+        distillation_space(s)
+        s("update_strategy")
 
     def __init__(self, cfg, task, student, teachers):
         super().__init__(cfg, task, student, teachers)
-        self.num_steps = 0
         student_params = dict(student.named_parameters())
         # (teacher parameter, student parameter) pairs, over all teachers
         self.pairs = [(dict(t.named_parameters())[tn], student_params[sn])
@@ -88,9 +108,7 @@ class ReptileDistil(KD):
         self.mapped_params = [p for p in student.parameters() if p.requires_grad and id(p) in mapped]
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
-        is_meta = self.num_steps % self.cfg.meta_interval == 0
-        self.num_steps += 1
-        if not is_meta:
+        if not self.count_step():
             return super().step(batch)
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
@@ -112,7 +130,7 @@ class ReptileDistil(KD):
         lr = self.cfg.effective_inner_lr
         with torch.no_grad():
             if self.cfg.reptile_update == "plain":
-                mu = self.cfg.teacher_lr
+                mu = self.cfg.teacher_lr if self.cfg.reptile_mu is None else self.cfg.reptile_mu
                 teachers, students = [t for t, _ in self.pairs], [s for _, s in self.pairs]
                 torch._foreach_mul_(teachers, 1 - mu)
                 torch._foreach_add_(teachers, students, alpha=mu)
@@ -126,9 +144,3 @@ class ReptileDistil(KD):
                     g = grads[id(s)]
                     diff[id(t)] = d if g is None else d.add_(g, alpha=lr)
                 self.teacher_opt.apply([diff.get(id(p)) for p in self.teacher_opt.params])
-
-    def state_dict(self) -> dict:
-        return {"num_steps": self.num_steps}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.num_steps = state.get("num_steps", 0)
