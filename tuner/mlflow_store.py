@@ -123,17 +123,18 @@ def find_runs(uri: str, experiment_id: str, sweep: str, role: str = ROLE_TRIAL) 
 
 def log_best_student(uri: str, parent_run_id: str, student_dir: str, *, pair: bool = False,
                      register_as: str | None = None) -> str | None:
-    """The best student on the parent run: its files (``student/``) and an MLflow model
-    (:mod:`tuner.model_export`; registered as ``register_as`` when given). Returns the model URI
-    (None when logging the model failed: the files are there, a warning says why)."""
-    client(uri).log_artifacts(parent_run_id, student_dir, artifact_path=ARTIFACT_STUDENT)
+    """The best student on the parent run as an MLflow model (:mod:`tuner.model_export`, which
+    carries the student's files; registered as ``register_as`` when given). Returns the model URI;
+    where logging the model fails, the files alone go under ``student/`` (a warning says why) and
+    None is returned."""
     from tuner.model_export import log_student_model
 
     try:
         return log_student_model(uri, parent_run_id, student_dir, pair=pair, register_as=register_as)
     except Exception as err:  # the sweep's results never depend on the model registry
-        print(f"warning: logging the best student as an MLflow model failed: {type(err).__name__}: {err}",
-              file=sys.stderr)
+        print(f"warning: logging the best student as an MLflow model failed ({type(err).__name__}: {err}); "
+              f"its files are logged under {ARTIFACT_STUDENT}/", file=sys.stderr)
+        client(uri).log_artifacts(parent_run_id, student_dir, artifact_path=ARTIFACT_STUDENT)
         return None
 
 

@@ -149,10 +149,10 @@ class MlflowTrialLogger(tune.Callback):
                 TAG_PARENT: self.parent_run_id, TAG_ROLE: ROLE_TRIAL, TAG_SWEEP: self.sweep,
                 TAG_TRIAL_ID: tid, TAG_METHOD: self.method, TAG_TASK: self.task, **self.tags})
             run_id = run.info.run_id
+            self._runs[tid], self._last_step[tid] = run_id, -1  # known before anything else can fail
             log_params(self.client, run_id, config_params(config))
             if self.teacher_reference:  # the fine-tuned teacher: the reference line of this run
                 log_metrics(self.client, run_id, self.teacher_reference, 0)
-            self._last_step[tid] = -1
         self._runs[tid] = run_id
         return run_id
 
