@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 
 from ray_fixtures import tiny_cli_args
-from trainables.config import DistillConfig
+from trainables.config import HPARAMS, DistillConfig
 from tuner import launch, tracking
 
 pytestmark = pytest.mark.slow
@@ -104,8 +104,14 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
         assert run.info.run_name.startswith("metadistil ") and "λ=" in run.info.run_name  # what the trial was
         assert metrics["teacher_eval_accuracy"] == reference
         assert tags[tracking.TAG_STATUS] == entry["status"] != "ERROR"
-        assert fields | set(tracking.MODEL_PARAMS) <= set(params)
-        assert params["method"] == "metadistil" and params["inner_lr"] == "None"
+        # the params its method reads (no "None" strings: inner_lr is unset), and the model's
+        from trainables.methods import get_method
+
+        logged = {k for k, v in DistillConfig().to_dict().items() if v is not None} - {"inner_lr"}
+        logged -= set(HPARAMS) - get_method("metadistil").hyperparameters()
+        assert logged | set(tracking.MODEL_PARAMS) <= set(params) and "inner_lr" not in params
+        assert not {"update_strategy", "pkd_layer_map", "adaptive_lr", "reptile_mu"} & set(params)
+        assert params["method"] == "metadistil" and "None" not in params.values()
         for name, value in entry["config"].items():  # the sampled hyperparameters
             assert params[name] == str(value)
         assert {"teacher_lr", "pilot_update", "meta_interval"} <= set(entry["config"])

@@ -93,3 +93,17 @@ def test_searchable_by_tuner_launch(toy, tiny_config, tmp_path):
         config = DistillConfig.from_dict({**prep.base, **trial.params})
         assert 0.1 <= config.toy_gamma <= 1.0 and 0.2 <= config.alpha <= 0.8
         study.tell(trial, 0.0)
+
+
+def test_a_run_records_only_the_hyperparameters_its_method_reads():
+    from tuner.mlflow_store import config_params
+
+    kd = config_params({"method": "kd", "task": "sst2", "alpha": 0.7}, "kd")
+    assert kd["alpha"] == "0.7" and kd["task"] == "sst2" and kd["student_lr"] == "0.0001"
+    assert not {"teacher_lr", "meta_interval", "pilot_update", "inner_lr", "update_strategy"} & set(kd)
+    assert "None" not in kd.values()  # unset options (inner_lr, data_dir, ...) are left out
+    meta = config_params({"method": "metadistil", "task": "sst2", "inner_lr": 3e-5}, "metadistil")
+    assert meta["inner_lr"] == "3e-05" and {"teacher_lr", "meta_interval", "pilot_update"} <= set(meta)
+    assert "update_strategy" not in meta
+    assert {"inner_lr", "teacher_lr", "update_strategy"} <= set(
+        config_params({"method": "reptile-distil", "inner_lr": 1e-4}, "reptile-distil"))

@@ -69,10 +69,17 @@ def param_value(value: Any) -> str:
     return "None" if value is None else str(value)
 
 
-def config_params(config: dict[str, Any]) -> dict[str, str]:
-    """Every DistillConfig field of ``config`` as an MLflow param."""
+def config_params(config: dict[str, Any], method: str | None = None) -> dict[str, str]:
+    """The DistillConfig fields of ``config`` as MLflow params: every setup field, and the
+    hyperparameters ``method`` reads (:meth:`~trainables.methods.base.Method.hyperparameters`; all
+    of them without a method); unset (None) values are left out rather than written as "None"."""
+    from trainables.config import HPARAMS
+    from trainables.methods import get_method
+
+    used = get_method(method).hyperparameters() if method else set(HPARAMS)
     fields = DistillConfig().to_dict()
-    return {k: param_value(config.get(k, v)) for k, v in fields.items()}
+    values = {k: config.get(k, v) for k, v in fields.items() if k not in HPARAMS or k in used}
+    return {k: param_value(v) for k, v in values.items() if v is not None}
 
 
 def log_params(c, run_id: str, params: dict[str, Any]) -> None:

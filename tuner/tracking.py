@@ -150,7 +150,7 @@ class MlflowTrialLogger(tune.Callback):
                 TAG_TRIAL_ID: tid, TAG_METHOD: self.method, TAG_TASK: self.task, **self.tags})
             run_id = run.info.run_id
             self._runs[tid], self._last_step[tid] = run_id, -1  # known before anything else can fail
-            log_params(self.client, run_id, config_params(config))
+            log_params(self.client, run_id, config_params(config, self.method))
             if self.teacher_reference:  # the fine-tuned teacher: the reference line of this run
                 log_metrics(self.client, run_id, self.teacher_reference, 0)
         self._runs[tid] = run_id

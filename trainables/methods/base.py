@@ -74,6 +74,14 @@ def distillation_space(s) -> None:
 SpaceDecl = Callable[[Any], None] | Mapping[str, Any]
 
 
+#: hyperparameters every run reads (the engine's and the student's)
+CORE_HPARAMS = ("student_lr", "batch_size", "epochs", "seed", "student_layers", "max_seq_length", "noise_prob",
+                "noise_token", "warmup_epochs", "lr_warmup_ratio", "weight_decay", "max_grad_norm")
+#: ... every run with a teacher, and every run whose teacher is meta-updated through a quiz set
+TEACHER_HPARAMS = ("alpha", "temperature", "kd_loss", "teacher_dropout", "num_teachers")
+QUIZ_HPARAMS = ("inner_lr", "num_quiz_batches")
+
+
 class Method:
     name: ClassVar[str] = ""
     uses_teacher: ClassVar[bool] = True      # needs a fine-tuned teacher
@@ -82,6 +90,9 @@ class Method:
     second_order: ClassVar[bool] = False     # models must use eager attention (double backward)
     #: the first (baseline) trial of the method's search, where it differs from the config defaults
     baseline: ClassVar[dict[str, Any]] = {}
+    #: shared hyperparameters beyond those every method, every teacher-using method, every learning
+    #: teacher and every quiz-using method reads (:meth:`hyperparameters`), e.g. ``beta``
+    reads: ClassVar[tuple[str, ...]] = ()
     # ``Options`` (a dataclass of its own hyperparameters) and ``space`` (see the module doc) are
     # declared by the classes that have them; see :func:`own_space` and :func:`option_classes`.
 
@@ -89,6 +100,22 @@ class Method:
     def own_space(cls) -> SpaceDecl | None:
         """The space declared in this class's own body (not inherited), or None."""
         return getattr(cls, "space") if "space" in vars(cls) else None
+
+    @classmethod
+    def hyperparameters(cls) -> set[str]:
+        """The hyperparameters a run of this method reads (what its MLflow run records): the ones
+        every run reads, the teacher's where it has one (``teacher_lr`` where the teacher learns),
+        the quiz's where it meta-steps, what it :attr:`reads` besides, and its own options."""
+        names = set(CORE_HPARAMS) | set(cls.reads)
+        if cls.uses_teacher:
+            names |= set(TEACHER_HPARAMS)
+        if cls.teacher_learns:
+            names.add("teacher_lr")
+        if cls.needs_quiz:
+            names |= set(QUIZ_HPARAMS)
+        for options in cls.option_classes():
+            names |= set(options.__dataclass_fields__)
+        return names
 
     @classmethod
     def option_classes(cls) -> list[type]:

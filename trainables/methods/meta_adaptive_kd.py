@@ -36,6 +36,7 @@ from trainables.schema import hparam
 
 class MetaAdaptiveKD(MetaDistil):
     name = "meta-adaptive-kd"
+    reads = ("beta",)  # the initial weight of the task loss
 
     @dataclass
     class Options:

@@ -19,6 +19,7 @@ DEFAULT_BETA = 100.0  # Sun et al. search beta in {10, 100, 500, 1000}
 
 class PatientKD(KD):
     name = "pkd"
+    reads = ("beta",)  # the weight of the patient loss
 
     @dataclass
     class Options:

@@ -75,6 +75,7 @@ def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str,
 
 class ReptileDistil(MetaSteps, KD):
     name = "reptile-distil"
+    reads = ("inner_lr",)  # the lr of the experimental student's SGD step
     teacher_learns = True
     #: the paper's Table 1 setting (T = 5, alpha = 0.5, skip-k) as the search's first trial
     baseline = {"temperature": 5.0, "alpha": 0.5, "update_strategy": "skip"}
