@@ -11,9 +11,10 @@ import subprocess
 import sys
 
 import pytest
+from mlflow import MlflowClient
 
 from ray_fixtures import tiny_cli_args
-from tuner import cluster
+from tuner import cluster, tracking
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +76,17 @@ def test_half_a_gpu_per_trial_runs_two_trials_per_node_on_both_nodes(two_gpu_nod
     # a logical GPU without CUDA: the trials said so and trained on the CPU
     assert all(t["metrics"].get("peak_mem_mb") for t in summary["trials"])
     assert "CUDA is not available to torch here; training on the CPU" in done.stderr + done.stdout
+
+    # the trials of one sweep spread over the nodes, tracked by the one driver: a run per trial,
+    # tagged with its node, under the sweep's parent run
+    client = MlflowClient(mlflow_uri)
+    exp = client.get_experiment_by_name("test-gpu-pool")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`distill.sweep` = 'gpu-pool'")
+    trials = [r for r in runs if r.data.tags[tracking.TAG_ROLE] == tracking.ROLE_TRIAL]
+    assert len(trials) == 4
+    assert {r.data.tags[tracking.TAG_NODE] for r in trials} == set(by_node)
+    parent = [r for r in runs if r.data.tags[tracking.TAG_ROLE] == tracking.ROLE_SWEEP][0]
+    assert all(r.data.tags[tracking.TAG_PARENT] == parent.info.run_id for r in trials)
 
 
 def test_packing_counts_fractions_of_a_gpu_per_node(monkeypatch):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_reproduce_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_path):
     args = ["--tasks" if a == "--task" else a for a in tiny_cli_args(tiny_config)]
     out_dir = tmp_path / "out"
-    result = reproduce.main([*args, "--methods", "kd,metadistil", "--num-samples", "2", "--seeds", "2",
+    result = reproduce.main([*args, "--methods", "kd,metadistil", "--num-samples", "1", "--seeds", "2",
                              "--evals-per-epoch", "1", "--mlflow-uri", mlflow_uri, "--experiment", "test-repro",
                              "--storage-path", str(tmp_path / "store"), "--name", "repro", "--out",
                              str(out_dir), "--quiet"])

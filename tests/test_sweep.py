@@ -154,7 +154,9 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     assert path.startswith(str(tmp_path / "store"))
     AutoModelForSequenceClassification.from_pretrained(path)
     AutoTokenizer.from_pretrained(path)
-    assert "student/config.json" in {a.path for a in client.list_artifacts(parent.info.run_id, "student")}
+    # the parent run holds the best student as an MLflow model (loaded and used above)
+    assert [m.name for m in client.search_logged_models(experiment_ids=[parent.info.experiment_id])
+            if m.source_run_id == parent.info.run_id] == ["student_model"]
 
     # the bulky engine states of trials that will not train again are gone; final checkpoints stay
     assert not glob.glob(str(tmp_path / "store" / "**" / "engine_state.pt"), recursive=True)
