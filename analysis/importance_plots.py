@@ -12,10 +12,6 @@ from matplotlib.figure import Figure
 from analysis.figure_style import save_figure, set_score_axis
 
 
-def _save(fig: Figure, out_dir: str, stem: str) -> list[str]:
-    return save_figure(fig, os.path.join(out_dir, stem))
-
-
 def importance_figure(result: dict, out_dir: str) -> list[str]:
     """Horizontal bars, most important on top."""
     items = list(result["importances"].items())[::-1]
@@ -25,7 +21,7 @@ def importance_figure(result: dict, out_dir: str) -> list[str]:
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"importance ({result['evaluator']}, normalised)")
     ax.set_title(f"{result['method']}: what mattered ({result['trials']} trials)")
-    return _save(fig, out_dir, f"importance_{result['method']}")
+    return save_figure(fig, os.path.join(out_dir, f"importance_{result['method']}"))
 
 
 def slices_figure(result: dict, out_dir: str) -> list[str]:
@@ -60,4 +56,4 @@ def slices_figure(result: dict, out_dir: str) -> list[str]:
         ax.set_visible(False)
     axes[0].legend(fontsize="small")
     fig.suptitle(f"{result['method']}: {result['score']} against each hyperparameter")
-    return _save(fig, out_dir, f"slices_{result['method']}")
+    return save_figure(fig, os.path.join(out_dir, f"slices_{result['method']}"))

@@ -16,14 +16,14 @@ Several teachers with different scores (e.g. a sweep over teachers): one line pe
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 import pandas as pd
 
+from trainables.teacher_cache import INFO_FILE, read_info
+
 TEACHER_METRIC_PREFIX = "teacher_eval_"
-TEACHER_INFO_FILE = "teacher_info.json"  # trainables.teacher.INFO_FILE (not imported: no torch here)
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,8 @@ def _info_scores(runs: pd.DataFrame, metric: str, primary: bool) -> dict[str, tu
     for teacher in runs["teacher_id"].dropna().astype(str).unique():
         if "," in teacher:  # several teachers distilled at once: no single reference
             continue
-        path = os.path.join(teacher, TEACHER_INFO_FILE)
-        try:
-            with open(path) as fh:
-                dev = json.load(fh).get("dev_metrics", {})
-        except (OSError, ValueError):
-            continue
+        path = os.path.join(teacher, INFO_FILE)
+        dev = read_info(teacher).get("dev_metrics", {})
         value = dev.get(f"eval_{metric}", dev.get("eval_score") if primary else None)
         if isinstance(value, (int, float)):
             out[teacher] = (float(value), path)

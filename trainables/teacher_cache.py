@@ -13,6 +13,17 @@ from trainables.schema import Config
 INFO_FILE = "teacher_info.json"
 
 
+def read_info(path: str | None) -> dict:
+    """The info file of the fine-tuned teacher at ``path`` (its settings, ``dev_metrics``,
+    ``test_metrics``), or {} where there is none or it is unreadable."""
+    try:
+        with open(os.path.join(path or "", INFO_FILE)) as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def cache_root(cfg: Config) -> str:
     root = cfg.cache_dir or os.environ.get("TUNER_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "distill-tune")

@@ -187,15 +187,9 @@ def trial_run_name(method: str, sampled: dict[str, Any]) -> str:
 def teacher_reference_metrics(teacher_path: str | None) -> dict[str, float]:
     """The fine-tuned teacher's dev (and test) metrics as ``teacher_eval_<m>`` / ``teacher_test_<m>``,
     from its cache folder's info file (empty when there is none: e.g. a ``--teacher-checkpoint``)."""
-    import json
+    from trainables.teacher_cache import read_info
 
-    from trainables.teacher_cache import INFO_FILE
-
-    try:
-        with open(os.path.join(teacher_path or "", INFO_FILE)) as fh:
-            info = json.load(fh)
-    except (OSError, ValueError):
-        return {}
+    info = read_info(teacher_path)
     out = {}
     for key, value in {**info.get("dev_metrics", {}), **info.get("test_metrics", {})}.items():
         if is_number(value):

@@ -13,8 +13,6 @@ trials start (they wait for it), into the teacher cache where every trial finds 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import Any
 
@@ -81,11 +79,7 @@ def fine_tune_teachers(configs: list[dict[str, Any]], spec, resources: dict[str,
 
 
 def teacher_metrics(path: str) -> str:
-    from trainables.teacher import INFO_FILE
+    from trainables.teacher_cache import read_info
 
-    try:
-        with open(os.path.join(path, INFO_FILE)) as fh:
-            metrics = json.load(fh).get("dev_metrics", {})
-    except (OSError, ValueError):
-        return ""
+    metrics = read_info(path).get("dev_metrics", {})
     return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
