@@ -13,7 +13,9 @@
   ``eval_accuracy``, ``train_seconds``, ``speedup``, ...). A name logged as both a param and a metric
   (``student_params``) keeps the param's value where there is one.
 
-Failed trials (``distill.status=ERROR`` or MLflow status FAILED) are left out unless asked for.
+Failed trials (``distill.status=ERROR`` or MLflow status FAILED) are left out unless asked for;
+LOST runs (``distill.status=LOST``: a trial a killed driver started that Ray's saved state did not
+hold, so the resumed sweep ran its sample again) are always left out.
 Every way of finding nothing (no store file, no experiment, no matching runs) is a
 :class:`~trainables.errors.UserError` that names what was asked for and what the store does hold.
 """
@@ -33,7 +35,7 @@ from trainables.errors import UserError
 from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, DEFAULT_EXPERIMENT, ROLE_SWEEP, ROLE_TRIAL,  # noqa: F401
                                  STATUS_ERROR, TAG_ERROR, TAG_METHOD, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN,
                                  TAG_STATUS, TAG_STUDY, TAG_SWEEP, TAG_TASK, TAG_TRIAL_ID,
-                                 check_tracking_uri, resolve_tracking_uri, search_all_runs)
+                                 check_tracking_uri, is_lost, resolve_tracking_uri, search_all_runs)
 
 #: the final metric holding a run's best dev score, in order of preference
 SCORE_COLUMNS = ("best_eval_score", "eval_score")
@@ -154,9 +156,10 @@ class Store:
         return search_all_runs(self.client, [self.experiment_id], filter_string)
 
     def all_runs(self, role: str | None = ROLE_TRIAL) -> pd.DataFrame:
-        """Every run of the experiment with ``distill.role=role`` (any role when None)."""
+        """Every run of the experiment with ``distill.role=role`` (any role when None), LOST
+        runs left out."""
         flt = f"tags.\"{TAG_ROLE}\" = '{role}'" if role else ""
-        return runs_frame(self._search(flt))
+        return runs_frame([run for run in self._search(flt) if not is_lost(run)])
 
     def runs(self, task: str | None = None, *, method: str | Iterable[str] | None = None,
              study: str | None = None, exclude_studies: bool = False, sweep: str | None = None,

@@ -234,25 +234,46 @@ def test_sweeps_started_together_create_one_new_store_safely(tmp_path):
     assert sorted(r.info.run_name for r in runs) == [f"sweep-{i}" for i in range(n)]
 
 
-def test_an_empty_run_of_a_trial_ray_never_saved_is_dropped_at_the_end(tmp_path):
-    """A driver killed between creating a trial's run and Ray saving the trial leaves an empty
-    RUNNING run; the resumed sweep's logger drops it (a run with metrics is never touched)."""
+def test_runs_of_trials_ray_did_not_restore_are_marked_lost_and_left_out(tmp_path):
+    """A driver killed after a trial started (its run created, results logged) but before Ray
+    saved the trial leaves a run Ray's restored state does not know. The resumed sweep's logger
+    marks it, empty or not, KILLED + LOST before any trial starts (metrics kept, nothing deleted);
+    the runs of the seed re-runs (another Ray experiment of the same sweep) are not touched; a new
+    sample given a lost trial's id (a grid sweep) gets a new run; analysis leaves LOST runs out."""
     from types import SimpleNamespace
 
-    from mlflow import MlflowClient
-
-    from tuner import tracking
+    from analysis.store import Store, best_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = tracking.ensure_experiment(uri, "orphans")
+    exp = tracking.ensure_experiment(uri, "lost")
     parent = tracking.start_parent_run(uri, exp, "sw", "kd", "sst2")
-    logger = tracking.MlflowTrialLogger(uri, exp, parent, "sw", "kd", "sst2", {})
-    known, orphan, reported = (SimpleNamespace(trial_id=t, config={}) for t in ("a", "lost", "b"))
-    ids = {t.trial_id: logger.run_id(t) for t in (known, orphan, reported)}
-    tracking.log_metrics(logger.client, ids["b"], {"eval_score": 0.5}, 1)
-    logger._ended.update({"a"})
-    logger.on_experiment_end([known])
+    first = tracking.MlflowTrialLogger(uri, exp, parent, "sw", "kd", "sst2", {})
+    seeds = tracking.MlflowTrialLogger(uri, exp, parent, "sw", "kd", "sst2", {},
+                                       tags={tracking.TAG_SEED_RERUN: "true"}, ray_experiment="sw-seeds")
+    trial = {t: SimpleNamespace(trial_id=t, config={"alpha": 0.5}) for t in ("kept", "empty", "reported", "seed")}
+    ids = {t: (seeds if t == "seed" else first).run_id(trial[t]) for t in trial}
+    for t, score in (("kept", 0.6), ("reported", 0.9), ("seed", 0.7)):
+        tracking.log_metrics(first.client, ids[t], {"eval_score": score, "best_eval_score": score}, 2)
+        first.client.set_tag(ids[t], tracking.TAG_STATUS, tracking.STATUS_TERMINATED)
+        first.client.set_terminated(ids[t])
+
+    resumed = tracking.MlflowTrialLogger(uri, exp, parent, "sw", "kd", "sst2", {})  # a new driver
+    resumed.on_step_begin(0, [trial["kept"]])  # Ray restored only "kept"
+    resumed.on_step_begin(1, [trial["kept"]])  # checked once
     client = MlflowClient(uri)
-    assert client.get_run(ids["lost"]).info.lifecycle_stage == "deleted"
-    assert client.get_run(ids["b"]).info.lifecycle_stage == "active"  # it has a metric: kept
-    assert client.get_run(ids["a"]).info.lifecycle_stage == "active"
+    runs = {t: client.get_run(i) for t, i in ids.items()}
+    for t in ("empty", "reported"):
+        assert runs[t].info.status == "KILLED" and runs[t].data.tags[tracking.TAG_STATUS] == "LOST"
+        assert runs[t].info.lifecycle_stage == "active"
+    assert runs["reported"].data.metrics["best_eval_score"] == 0.9  # kept
+    for t in ("kept", "seed"):
+        assert runs[t].info.status == "FINISHED" and runs[t].data.tags[tracking.TAG_STATUS] == "TERMINATED"
+    assert sorted(r.data.tags[tracking.TAG_TRIAL_ID] for r in tracking.find_runs(uri, exp, "sw")) == ["kept", "seed"]
+    # a grid sample that gets the id of a lost trial again: a new run, the LOST one stays as it was
+    again = resumed.run_id(trial["reported"])
+    assert again != ids["reported"] and client.get_run(ids["reported"]).info.status == "KILLED"
+    assert resumed.run_id(trial["kept"]) == ids["kept"]
+
+    df = Store(uri, "lost").runs(sweep="sw")
+    assert set(df["run_id"]) == {ids["kept"], ids["seed"], again}
+    assert best_run(df)["run_id"] == ids["seed"]  # not the LOST run's 0.9

@@ -6,9 +6,11 @@
 * a parent run per sweep (run name = sweep name; tags ``distill.role=sweep``, ``distill.sweep``,
   ``distill.method``, ``distill.task``); the best trial's student under artifact path ``student``;
 * a child run per trial (tags ``mlflow.parentRunId``, ``distill.role=trial``, ``distill.sweep``,
-  ``distill.trial_id``, ``distill.method``, ``distill.task``, ``distill.status`` (TERMINATED |
-  ERROR | EARLY_STOPPED), ``distill.error`` (when errored), ``distill.seed_rerun=true`` for
-  ``--seeds`` re-runs, plus the sweep's extra tags such as ``distill.study``);
+  ``distill.trial_id``, ``distill.ray_experiment`` (the Ray Tune experiment that ran it: the sweep,
+  or ``<sweep>-seeds``), ``distill.method``, ``distill.task``, ``distill.status`` (TERMINATED |
+  ERROR | EARLY_STOPPED; UNFINISHED or LOST on a KILLED run), ``distill.error`` (when errored),
+  ``distill.seed_rerun=true`` for ``--seeds`` re-runs, plus the sweep's extra tags such as
+  ``distill.study``);
 * params: every :class:`~trainables.config.DistillConfig` field under its own name (None ->
   "None") plus ``teacher_id``, ``student_id``, ``teacher_params``, ``student_params``,
   ``teacher_layers``, ``student_layers``;
@@ -44,6 +46,7 @@ TAG_ERROR = "distill.error"
 TAG_STUDY = "distill.study"
 TAG_SEED_RERUN = "distill.seed_rerun"
 TAG_NODE = "distill.node_id"
+TAG_RAY_EXPERIMENT = "distill.ray_experiment"
 
 STATUS_TERMINATED = "TERMINATED"
 STATUS_ERROR = "ERROR"
@@ -51,6 +54,14 @@ STATUS_EARLY_STOPPED = "EARLY_STOPPED"
 STATUSES = (STATUS_TERMINATED, STATUS_ERROR, STATUS_EARLY_STOPPED)
 #: a trial an interrupted sweep left running or pending (``--resume`` continues it); its run is KILLED
 STATUS_UNFINISHED = "UNFINISHED"
+#: a run whose trial the resumed sweep's Ray state does not hold (the driver was killed before Ray
+#: saved the trial): KILLED, its metrics kept, left out of every count, analysis and best trial
+STATUS_LOST = "LOST"
+
+
+def is_lost(run) -> bool:
+    """Whether an MLflow run is a LOST trial run (see :data:`STATUS_LOST`)."""
+    return run.data.tags.get(TAG_STATUS) == STATUS_LOST
 
 #: model ids and sizes: params of every trial run (sizes are final metrics too)
 MODEL_PARAMS = MODEL_KEYS

@@ -16,7 +16,7 @@ from trainables.config import DistillConfig
 from trainables.errors import UserError
 from trainables.trainable import is_number
 from tuner.mlflow_schema import (ARTIFACT_STUDENT, EXPERIMENT_KIND, ROLE_SWEEP, ROLE_TRIAL, TAG_EXPERIMENT_KIND,
-                                 TAG_METHOD, TAG_ROLE, TAG_SWEEP, TAG_TASK, client, search_all_runs,
+                                 TAG_METHOD, TAG_ROLE, TAG_SWEEP, TAG_TASK, client, is_lost, search_all_runs,
                                  teacher_reference_metrics)
 
 
@@ -122,10 +122,11 @@ def start_parent_run(uri: str, experiment_id: str, sweep: str, method: str, task
     return run.info.run_id
 
 
-def find_runs(uri: str, experiment_id: str, sweep: str, role: str = ROLE_TRIAL) -> list:
-    """The runs of ``sweep`` with the given role (all pages)."""
-    return search_all_runs(client(uri), [experiment_id],
+def find_runs(uri: str, experiment_id: str, sweep: str, role: str = ROLE_TRIAL, *, lost: bool = False) -> list:
+    """The runs of ``sweep`` with the given role (all pages); LOST trial runs only with ``lost``."""
+    runs = search_all_runs(client(uri), [experiment_id],
                            f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_ROLE}` = '{role}'")
+    return [r for r in runs if lost or not is_lost(r)]
 
 
 def log_best_student(uri: str, parent_run_id: str, student_dir: str, *, pair: bool = False,

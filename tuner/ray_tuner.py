@@ -33,7 +33,7 @@ def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experi
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     logger = tracking.MlflowTrialLogger(
         prep.tracking_uri, experiment_id, parent_run_id, sweep_name or spec.name, spec.method,
-        str(prep.base["task"]), prep.base, tags={**spec.tags, **tags})
+        str(prep.base["task"]), prep.base, tags={**spec.tags, **tags}, ray_experiment=spec.name)
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.storage_path, callbacks=[logger], verbose=spec.verbose,
         # Ray deletes a trial's oldest checkpoint as soon as a newer one exceeds num_to_keep, but

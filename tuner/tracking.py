@@ -10,7 +10,9 @@ The schema's names (what ``analysis`` reads) and the store's address are in the 
 :mod:`tuner.mlflow_store`; both are importable from here too.
 
 A resumed sweep finds each trial's run again by its tags (sweep, trial id) instead of creating a
-second one, and does not log a step twice.
+second one, and does not log a step twice. A run of a trial the resumed sweep's Ray state does not
+hold (the driver was killed after the trial started, before Ray saved it) is marked LOST before any
+trial starts: KILLED, its metrics kept, and left out of counts, analysis and the best trial.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from tuner.mlflow_store import (config_params, ensure_experiment, finish_parent_
 from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, ARTIFACT_STUDENT, ARTIFACT_SUMMARY,  # noqa: F401
                                  DEFAULT_DB_FILE, DEFAULT_EXPERIMENT, FINAL_METRICS, MODEL_PARAMS,
                                  ROLE_SWEEP, ROLE_TRIAL, STATUS_EARLY_STOPPED, STATUS_ERROR,
-                                 STATUS_TERMINATED, STATUS_UNFINISHED, STATUSES, TAG_ERROR, TAG_METHOD,
-                                 TAG_NODE, TAG_PARENT, TAG_ROLE, TAG_SEED_RERUN, TAG_STATUS, TAG_STUDY,
+                                 STATUS_LOST, STATUS_TERMINATED, STATUS_UNFINISHED, STATUSES, TAG_ERROR,
+                                 TAG_METHOD, TAG_NODE, TAG_PARENT, TAG_RAY_EXPERIMENT, TAG_ROLE,
+                                 TAG_SEED_RERUN, TAG_STATUS, TAG_STUDY,
                                  TAG_SWEEP, TAG_TASK, TAG_TRIAL_ID, check_tracking_uri, client,
-                                 final_metrics, resolve_tracking_uri, search_all_runs, trial_status,
+                                 final_metrics, is_lost, resolve_tracking_uri, search_all_runs, trial_status,
                                  EXPERIMENT_KIND, TAG_EXPERIMENT_KIND, teacher_reference_metrics,
                                  trial_run_name)
 
@@ -81,13 +84,16 @@ class MlflowTrialLogger(tune.Callback):
 
     Stateless across driver restarts: runs are found again by tags, the last logged step by the
     run's ``eval_score`` history. Tracking failures are reported on stderr and never stop a sweep.
+    ``ray_experiment`` names the Ray Tune experiment the trials belong to (default ``sweep``; the
+    seed re-runs of a sweep are another one): the runs it holds are the ones checked for LOST.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str,
                  method: str, task: str, base_config: dict[str, Any],
-                 tags: dict[str, str] | None = None):
+                 tags: dict[str, str] | None = None, ray_experiment: str | None = None):
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
         self.sweep, self.method, self.task = sweep, method, task
+        self.ray_experiment = ray_experiment or sweep
         self.base_config = dict(base_config)
         from tuner import provenance
 
@@ -101,10 +107,12 @@ class MlflowTrialLogger(tune.Callback):
         self._last_step: dict[str, int] = {}    # trial id -> last step logged
         self._model_logged: set[str] = set()
         self._ended: set[str] = set()           # trials whose end (complete / error) was logged
+        self._lost_checked = False               # the runs Ray did not restore are marked LOST
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_client", "_teacher_reference", "_runs", "_last_step", "_model_logged", "_ended"):
+        for key in ("_client", "_teacher_reference", "_runs", "_last_step", "_model_logged", "_ended",
+                    "_lost_checked"):
             state.pop(key, None)
         return state
 
@@ -131,7 +139,8 @@ class MlflowTrialLogger(tune.Callback):
     def _find_run(self, tid: str) -> str | None:
         filt = (f"tags.`{TAG_SWEEP}` = '{self.sweep}' and tags.`{TAG_TRIAL_ID}` = '{tid}' "
                 f"and tags.`{TAG_PARENT}` = '{self.parent_run_id}'")
-        found = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1)
+        found = [r for r in self.client.search_runs([self.experiment_id], filter_string=filt, max_results=50)
+                 if not is_lost(r)]  # a grid sweep may give a lost trial's id to its new sample
         return found[0].info.run_id if found else None
 
     def run_id(self, trial) -> str:
@@ -147,7 +156,8 @@ class MlflowTrialLogger(tune.Callback):
             config = {**self.base_config, **trial.config, "method": self.method}
             run = self.client.create_run(self.experiment_id, run_name=trial_run_name(self.method, trial.config), tags={
                 TAG_PARENT: self.parent_run_id, TAG_ROLE: ROLE_TRIAL, TAG_SWEEP: self.sweep,
-                TAG_TRIAL_ID: tid, TAG_METHOD: self.method, TAG_TASK: self.task, **self.tags})
+                TAG_TRIAL_ID: tid, TAG_RAY_EXPERIMENT: self.ray_experiment, TAG_METHOD: self.method,
+                TAG_TASK: self.task, **self.tags})
             run_id = run.info.run_id
             self._runs[tid], self._last_step[tid] = run_id, -1  # known before anything else can fail
             log_params(self.client, run_id, config_params(config, self.method))
@@ -163,6 +173,13 @@ class MlflowTrialLogger(tune.Callback):
             print(f"warning: MLflow logging ({what}) failed: {type(err).__name__}: {err}", file=sys.stderr)
 
     # ---- Tune callback hooks ----------------------------------------------------------------
+    def on_step_begin(self, iteration, trials, **info):
+        """The first step, before any trial starts: ``trials`` are the ones Ray restored (none in
+        a new sweep); the runs of other trials are marked LOST."""
+        if not self._lost_checked:
+            self._lost_checked = True
+            self._safely("lost runs", self._mark_lost, {t.trial_id for t in trials})
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self._safely("trial start", self.run_id, trial)
 
@@ -183,19 +200,23 @@ class MlflowTrialLogger(tune.Callback):
         for trial in trials:
             if trial.trial_id not in self._ended:
                 self._safely("unfinished trial", self._mark_unfinished, trial)
-        self._safely("orphan runs", self._drop_orphans, {t.trial_id for t in trials})
 
-    def _drop_orphans(self, known: set[str]) -> None:
-        """Delete this sweep's trial runs that hold nothing and belong to no trial Ray knows: a
-        driver killed right after starting a trial (its run created) but before Ray saved that
-        trial in the experiment state leaves such a run; the resumed sweep samples the trial anew,
-        so the empty run would be a second, phantom record of it. A run with any metric is kept."""
+    def _mark_lost(self, known: set[str]) -> None:
+        """Mark LOST the runs of this Ray experiment whose trial Ray does not know: a driver killed
+        after a trial started (its run created, results maybe logged, even its end) but before Ray
+        saved that trial in the experiment state leaves such a run, and the resumed sweep samples
+        the trial anew. The run ends as KILLED with ``distill.status=LOST``; nothing is deleted."""
         for run in find_runs(self.tracking_uri, self.experiment_id, self.sweep):
             tags = run.data.tags
-            if (tags.get(TAG_TRIAL_ID) in known or tags.get(TAG_PARENT) != self.parent_run_id
-                    or run.info.status != "RUNNING" or run.data.metrics):
+            if (tags.get(TAG_RAY_EXPERIMENT) != self.ray_experiment or tags.get(TAG_PARENT) != self.parent_run_id
+                    or tags.get(TAG_TRIAL_ID) in known):
                 continue
-            self.client.delete_run(run.info.run_id)
+            self.client.set_tag(run.info.run_id, TAG_STATUS, STATUS_LOST)
+            if run.info.status != "KILLED":
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+            print(f"warning: trial {tags.get(TAG_TRIAL_ID)} of sweep {self.sweep} is not in Ray's saved "
+                  f"state (the driver stopped before Ray saved it); its MLflow run {run.info.run_id} is "
+                  f"marked {STATUS_LOST} and left out of the results", file=sys.stderr, flush=True)
 
     def _mark_unfinished(self, trial) -> None:
         run_id = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
