@@ -208,6 +208,15 @@ def _terminated_in_state(experiment_dir: str) -> tuple[set[str], int]:
 
 def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, tiny_config, mlflow_uri,
                                                                    tmp_path):
+    """kill -9 of the driver, then --resume: every trial once, finished ones not re-run, no step
+    logged twice, no run left RUNNING. A trial the killed driver had started (and logged results
+    of) that Ray's saved state does not hold is run again as a new sample; its old run is marked
+    LOST and left out. Such a run is also made here on purpose (the ghost: created by the driver's
+    logger with metrics better than any trial's), so the LOST path is checked whatever the timing."""
+    from types import SimpleNamespace
+
+    from analysis.store import Store, best_run
+
     store = tmp_path / "store"
     cmd = [sys.executable, "-m", "tuner.launch", "--method", "kd", *tiny_cli_args(tiny_config),
            "--epochs", "2", "--evals-per-epoch", "2", "--num-samples", "4", "--max-concurrent", "1",
@@ -230,10 +239,15 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
     assert len(done) < 4, "the sweep finished before it could be interrupted"
 
     client = MlflowClient(mlflow_uri)
-    _, before = runs_of(mlflow_uri, "test-resume", "resumed")
+    parent, before = runs_of(mlflow_uri, "test-resume", "resumed")
     finished = {r.data.tags[tracking.TAG_TRIAL_ID]: r for r in before if r.data.tags[tracking.TAG_TRIAL_ID] in done}
     assert set(finished) == done
     history = {tid: len(client.get_metric_history(r.info.run_id, "eval_score")) for tid, r in finished.items()}
+    # the ghost: a started trial the saved state lacks, its run made as the driver's logger makes it
+    logger = tracking.MlflowTrialLogger(mlflow_uri, parent.info.experiment_id, parent.info.run_id, "resumed",
+                                        "kd", "sst2", tiny_config)
+    ghost = logger.run_id(SimpleNamespace(trial_id="ghost000", config={"alpha": 0.5, "temperature": 2.0}))
+    tracking.log_metrics(logger.client, ghost, {"eval_score": 2.0, "best_eval_score": 2.0}, 2)
 
     out = tmp_path / "resumed.json"
     summary = launch.main(["--resume", "--name", "resumed", "--storage-path", str(store),
@@ -241,16 +255,28 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
     assert summary["num_trials"] == 4 and summary["counts"]["TERMINATED"] == 4, (
         summary["counts"], [t["error"] for t in summary["trials"]], sorted(done), err.decode()[-2000:])
     assert json.loads(out.read_text())["counts"]["TERMINATED"] == 4
-    assert done <= {t["trial_id"] for t in summary["trials"]}
+    trial_ids = {t["trial_id"] for t in summary["trials"]}
+    assert done <= trial_ids and summary["best_metric"] <= 1
 
-    _, after = runs_of(mlflow_uri, "test-resume", "resumed")
-    ids = [r.data.tags[tracking.TAG_TRIAL_ID] for r in after]
-    assert len(ids) == 4 and len(set(ids)) == 4  # one run per trial, none duplicated
-    assert all(r.data.tags[tracking.TAG_STATUS] == "TERMINATED" and r.info.status == "FINISHED" for r in after)
+    parent, after = runs_of(mlflow_uri, "test-resume", "resumed")
+    assert parent.data.metrics["num_trials"] == 4 and parent.data.metrics["num_terminated"] == 4
+    assert parent.data.metrics["best_eval_score"] <= 1
+    lost = [r for r in after if r.data.tags.get(tracking.TAG_STATUS) == tracking.STATUS_LOST]
+    kept = [r for r in after if r not in lost]
+    assert ghost in {r.info.run_id for r in lost}
+    assert all(r.info.status == "KILLED" for r in lost)  # marked, none left RUNNING
+    assert client.get_run(ghost).data.metrics["best_eval_score"] == 2.0  # kept, not deleted
+    assert not {r.data.tags[tracking.TAG_TRIAL_ID] for r in lost} & trial_ids
+    ids = [r.data.tags[tracking.TAG_TRIAL_ID] for r in kept]
+    assert len(ids) == 4 and set(ids) == trial_ids  # one run per trial, none duplicated
+    assert all(r.data.tags[tracking.TAG_STATUS] == "TERMINATED" and r.info.status == "FINISHED" for r in kept)
     for tid, run in finished.items():  # the trials that had finished were not run again
-        same = [r for r in after if r.data.tags[tracking.TAG_TRIAL_ID] == tid][0]
+        same = [r for r in kept if r.data.tags[tracking.TAG_TRIAL_ID] == tid][0]
         assert same.info.run_id == run.info.run_id
         assert len(client.get_metric_history(run.info.run_id, "eval_score")) == history[tid]
-    for run in after:  # no evaluation step logged twice (a resumed trial continues its run)
+    for run in kept:  # no evaluation step logged twice (a resumed trial continues its run)
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")]
         assert len(steps) == len(set(steps))
+    # analysis reads the four trials, and its best trial is one of them, not the ghost
+    df = Store(mlflow_uri, "test-resume").runs(sweep="resumed")
+    assert sorted(df["trial_id"]) == sorted(ids) and best_run(df)["run_id"] != ghost
