@@ -3,6 +3,8 @@
 * ``--address`` unset: a private local Ray instance with this machine's CPUs/GPUs (no
   dashboard), started by this process even when another Ray instance runs on the machine or
   ``RAY_ADDRESS`` is set (``ray.init(address="local")``): a sweep never joins a cluster by accident.
+  It listens on the loopback interface only (:func:`loopback_only`): nothing on the network
+  reaches its GCS, raylet or workers.
 * ``--address auto`` / ``HOST:PORT`` / ``ray://HOST:PORT``: an existing cluster (``ray start
   --head`` ...); a HOST:PORT that does not answer is a one-line error, not a long hang.
 * A process already connected to Ray (tests, notebooks) keeps its connection.
@@ -48,6 +50,38 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
                         f"with `ray start --head` or leave --address out for a local instance") from None
 
 
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Around ``ray.init(address="local", _node_ip_address=LOOPBACK)``: the instance it starts
+    binds its gRPC servers (GCS, raylet, object manager, every worker) and agents to 127.0.0.1.
+
+    Ray 2.60 binds them to 127.0.0.1 only when the node's IP is exactly ``127.0.0.1``
+    (``GrpcServer::Run``: ``listen_to_localhost_only_ ? "127.0.0.1:" : "0.0.0.0:"``), else on every
+    interface; but ``ray.init`` turns a loopback ``_node_ip_address`` into the machine's IP
+    (``services.resolve_ip_for_localhost``) unless Ray clusters are switched off
+    (``ray_constants.ENABLE_RAY_CLUSTER``, the ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` variable read
+    when Ray is imported). The flag is off while this process starts the instance, then as it
+    was; nothing else reads it then. Where a Ray version lacks it, the instance starts as Ray
+    decides."""
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - another Ray layout
+        yield
+        return
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if saved is None:  # pragma: no cover
+        yield
+        return
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
 @contextlib.contextmanager
 def connect(address: str | None = None, *, num_cpus: int | None = None,
             num_gpus: int | None = None) -> Iterator[dict[str, Any]]:
@@ -64,9 +98,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
     if address and address != "local":
         kwargs["address"] = address
     else:  # "local": always a new instance, never one found through RAY_ADDRESS or /tmp/ray
-        kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
+        kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address=LOOPBACK)
     try:
-        ray.init(**kwargs)
+        with loopback_only() if kwargs["address"] == "local" else contextlib.nullcontext():
+            ray.init(**kwargs)
     except ConnectionError as err:
         raise UserError(f"cannot connect to the Ray cluster at --address {address}: {err}") from None
     try:
