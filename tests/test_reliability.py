@@ -274,6 +274,13 @@ def test_runs_of_trials_ray_did_not_restore_are_marked_lost_and_left_out(tmp_pat
     assert again != ids["reported"] and client.get_run(ids["reported"]).info.status == "KILLED"
     assert resumed.run_id(trial["kept"]) == ids["kept"]
 
+    # a restored sweep with nothing left to run has no step: its experiment end checks
+    late = tracking.MlflowTrialLogger(uri, exp, parent, "sw", "kd", "sst2", {})
+    late.on_experiment_end([trial["kept"]])
+    assert client.get_run(again).data.tags[tracking.TAG_STATUS] == "LOST"
+    new = resumed.run_id(SimpleNamespace(trial_id="new", config={"alpha": 0.5}))
+    tracking.log_metrics(first.client, new, {"eval_score": 0.5, "best_eval_score": 0.5}, 2)
+
     df = Store(uri, "lost").runs(sweep="sw")
-    assert set(df["run_id"]) == {ids["kept"], ids["seed"], again}
+    assert set(df["run_id"]) == {ids["kept"], ids["seed"], new}
     assert best_run(df)["run_id"] == ids["seed"]  # not the LOST run's 0.9

@@ -196,7 +196,9 @@ class MlflowTrialLogger(tune.Callback):
         """Called when Tune stops, also after Ctrl-C. A trial whose end this callback did not
         see (Ray stops the trials it was running after Ctrl-C and marks them TERMINATED in memory,
         without ``on_trial_complete``; its saved state says RUNNING and ``--resume`` continues it)
-        has its run ended as KILLED with ``distill.status=UNFINISHED``, not left RUNNING."""
+        has its run ended as KILLED with ``distill.status=UNFINISHED``, not left RUNNING. (A
+        restored sweep with nothing left to run ends without a step: its LOST runs are marked here.)"""
+        self.on_step_begin(-1, trials)
         for trial in trials:
             if trial.trial_id not in self._ended:
                 self._safely("unfinished trial", self._mark_unfinished, trial)
