@@ -15,7 +15,7 @@ TINY_RUN = {"task": "sst2", "teacher_epochs": 1, "max_train_samples": 48, "max_e
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A private local Ray instance (2 CPUs, no dashboard; never another process's instance)
+    """A private local Ray instance (2 CPUs, no dashboard, loopback only; never another process's instance)
     shared by every test that sweeps; yields its address so subprocess drivers can join it."""
     import ray
 
@@ -25,9 +25,13 @@ def ray_session():
     # checkout would win otherwise)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    from tuner.cluster import LOOPBACK, loopback_only
+
     started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    if started:  # on loopback only, like a sweep's own instance (drivers join it at 127.0.0.1:PORT)
+        with loopback_only():
+            ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=False, _node_ip_address=LOOPBACK)
     yield ray.get_runtime_context().gcs_address
     if started:
         ray.shutdown()

@@ -4,7 +4,7 @@
   dashboard), started by this process even when another Ray instance runs on the machine or
   ``RAY_ADDRESS`` is set (``ray.init(address="local")``): a sweep never joins a cluster by accident.
   It listens on the loopback interface only (:func:`loopback_only`): nothing on the network
-  reaches its GCS, raylet or workers.
+  reaches its GCS, raylet or workers (``--address 127.0.0.1:PORT`` joins such an instance).
 * ``--address auto`` / ``HOST:PORT`` / ``ray://HOST:PORT``: an existing cluster (``ray start
   --head`` ...); a HOST:PORT that does not answer is a one-line error, not a long hang.
 * A process already connected to Ray (tests, notebooks) keeps its connection.
@@ -99,8 +99,12 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
         kwargs["address"] = address
     else:  # "local": always a new instance, never one found through RAY_ADDRESS or /tmp/ray
         kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address=LOOPBACK)
+    # joining a loopback address: Ray would turn it into the machine's IP, where a loopback-only
+    # instance (another local sweep's, the tests') does not listen
+    hp = _host_port(kwargs["address"])
+    on_loopback = kwargs["address"] == "local" or (hp is not None and hp[0] in (LOOPBACK, "localhost"))
     try:
-        with loopback_only() if kwargs["address"] == "local" else contextlib.nullcontext():
+        with loopback_only() if on_loopback else contextlib.nullcontext():
             ray.init(**kwargs)
     except ConnectionError as err:
         raise UserError(f"cannot connect to the Ray cluster at --address {address}: {err}") from None
