@@ -67,8 +67,8 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     Returns the "tracking and output" group, for the caller's own output options."""
     from trainables.options import add_config_options, option_group
 
+    from tuner.mlflow_schema import DEFAULT_EXPERIMENT
     from tuner.spec import SCHEDULERS
-    from tuner.tracking import DEFAULT_EXPERIMENT
 
     d = LAUNCH_DEFAULTS
     add_config_options(p, fields=("student_layers",))
