@@ -222,7 +222,9 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
         from ray import tune
 
         from trainables.config import DistillConfig
+        from trainables.runner_exit import finish_before_exit
 
+        finish_before_exit()  # the process waits for this thread to unwind when the trial stops
         quiet_worker()
         if threads:
             torch.set_num_threads(max(1, int(threads)))
