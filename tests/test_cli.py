@@ -31,6 +31,33 @@ def test_help_lists_the_commands_without_loading_torch_ray_or_mlflow():
         assert f"  {name} " in out and f"(python -m {module})" in out
 
 
+#: what no --help may load (each takes 0.5-1.5 s to import; datasets is what reads the task files)
+HEAVY = ("torch", "transformers", "ray", "mlflow", "datasets", "optuna")
+#: every entry point: the console script's commands, the study's alias and the options table
+ENTRY_POINTS = sorted({module for module, _ in cli.COMMANDS.values()} | {"analysis.sensitivity", "trainables.options"})
+
+
+def test_every_entry_points_help_loads_no_torch_ray_mlflow_or_transformers():
+    """``python -m <entry point> --help`` for each one, in one fresh process: after each, none of
+    :data:`HEAVY` is in ``sys.modules`` (the option and registry declarations import lazily)."""
+    code = ("import runpy, sys\n"
+            f"heavy = {HEAVY!r}\n"
+            "for module in sys.argv[1:]:\n"
+            "    sys.argv = [module, '--help']\n"
+            "    try:\n"
+            "        runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+            "    except SystemExit as done:\n"
+            "        assert done.code in (0, None), (module, done.code)\n"
+            "    print('LOADED', module, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, *ENTRY_POINTS], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = [line.split(" ", 2)[1:] for line in done.stderr.splitlines() if line.startswith("LOADED ")]
+    assert [module for module, _ in loaded] == ENTRY_POINTS
+    assert [(module, modules) for module, modules in loaded if modules != "[]"] == []
+    assert "usage:" in done.stdout and "--num-samples" in done.stdout and "--set KEY=VALUE" in done.stdout
+
+
 def test_a_command_runs_its_module_and_an_unknown_one_is_exit_2(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["paper-table", "--help"])

@@ -73,6 +73,7 @@ def space_file(tmp_path, text: str) -> str:
     (["--set", "temperature=0"], "temperature must be > 0"),
     (["--num-samples", "0"], "--num-samples must be >= 1"),
     (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1 (evaluations between checkpoints), got 0"),
+    (["--system-metrics", "-1"], "--system-metrics must be > 0 seconds between samples, got -1"),
     (["--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5 is neither a fraction of one GPU"),
     (["--grid", "nope=1,2"], "unknown hyperparameter 'nope' in the grid"),
     (["--space", "SPACE:alpha: {low: 0.5, high: 0.5}"], "empty range"),

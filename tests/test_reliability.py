@@ -80,6 +80,9 @@ def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running_that_resumes_i
     stdout, stderr = driver.communicate(timeout=180)
     assert driver.returncode == launch.INTERRUPTED_EXIT, stderr[-3000:]
     assert f"python -m tuner.launch --resume --name {name} --storage-path {store}" in stderr
+    # the project's --resume command replaces Ray Tune's hint; --quiet: no progress lines or tables
+    assert "Tuner.restore" not in stdout + stderr
+    assert "Trial status" not in stdout and "Configuration for experiment" not in stdout
 
     summary = json.loads(out.read_text())
     assert summary["interrupted"] is True

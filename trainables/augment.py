@@ -4,7 +4,10 @@ vocabulary word. The engine applies it to the batch both teacher and student the
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch loads when noise is injected (the option declarations stay light)
+    import torch
 
 from trainables.errors import UserError
 
@@ -13,6 +16,8 @@ NOISE_TOKENS = ("mask", "unk", "random")
 
 class NoiseInjector:
     def __init__(self, tokenizer, prob: float, token: str = "mask", seed: int = 0):
+        import torch
+
         if token not in NOISE_TOKENS:
             raise UserError(f"unknown noise_token {token!r}; valid: {', '.join(NOISE_TOKENS)}")
         self.prob, self.token = prob, token
@@ -26,6 +31,8 @@ class NoiseInjector:
         self.generator = torch.Generator().manual_seed(seed)
 
     def eligible(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        import torch
+
         ids = batch["input_ids"]
         mask = ~torch.isin(ids, self.special.to(ids.device))
         if "attention_mask" in batch:
@@ -33,6 +40,8 @@ class NoiseInjector:
         return mask
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch
+
         ids = batch["input_ids"]
         draw = torch.rand(ids.shape, generator=self.generator).to(ids.device)
         replace = self.eligible(batch) & (draw < self.prob)

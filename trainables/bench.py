@@ -249,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)  # --help loads no torch
     import torch
 
-    args = build_parser().parse_args(argv)
     for name in ("batch_size", "seq_len", "threads", "rounds", "steps", "student_layers"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

@@ -15,14 +15,17 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
-
-import datasets
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
 
+if TYPE_CHECKING:  # datasets and pandas load when a file is read (the task table stays light)
+    import datasets
+
 
 def string_features(columns: Sequence[str]) -> datasets.Features:
+    import datasets
+
     return datasets.Features({c: datasets.Value("string") for c in columns})
 
 
@@ -39,6 +42,8 @@ def _root_cause(err: BaseException) -> BaseException:
 
 def _build(path: str, builder: str, **kwargs) -> datasets.Dataset:
     """One file through a packaged ``datasets`` builder (cached), errors as UserError."""
+    import datasets
+
     try:
         return datasets.load_dataset(builder, data_files={"train": path}, split="train", **kwargs)
     except Exception as err:  # any failure to parse a user's file is bad input
@@ -65,6 +70,8 @@ def _header(path: str, delimiter: str, quoting: int) -> list[str]:
 
 
 def _read_delimited(path: str, *, delimiter: str, quoting: int) -> datasets.Dataset:
+    import pandas as pd
+
     columns = _header(path, delimiter, quoting)
     with warnings.catch_warnings():
         # a row with more fields than the header would otherwise be truncated with only a warning

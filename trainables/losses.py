@@ -7,9 +7,10 @@ regression); ``labels`` are class ids (long) or float targets.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch loads where a loss is computed (the option declarations stay light)
+    import torch
 
 #: the soft (distillation) losses :func:`soft_loss` knows, the choices of ``kd_loss``
 SOFT_LOSSES = ("kl", "mse", "mse_prob")
@@ -17,6 +18,8 @@ SOFT_LOSSES = ("kl", "mse", "mse_prob")
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
     """Cross-entropy for classification, MSE for regression."""
+    import torch.nn.functional as F
+
     if regression:
         return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
     return F.cross_entropy(logits, labels)
@@ -33,6 +36,8 @@ def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
       loss of the official MetaDistil code;
     * regression tasks: MSE between the student's and the teacher's outputs (``kind`` ignored).
     """
+    import torch.nn.functional as F
+
     if regression or kind == "mse":
         return F.mse_loss(student_logits, teacher_logits)
     if kind == "mse_prob":
@@ -64,6 +69,8 @@ def patient_loss(student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequenc
 
     ``*_hidden`` are Hugging Face ``hidden_states`` tuples (index 0 = embeddings, i = layer i).
     """
+    import torch.nn.functional as F
+
     total = student_hidden[0].new_zeros(())
     for s_idx, t_idx in pairs:
         s_cls = F.normalize(student_hidden[s_idx][:, 0], dim=-1)

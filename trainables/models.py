@@ -19,12 +19,15 @@ import importlib.util
 import inspect
 import os
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
-from trainables.tasks import TaskSpec
+
+if TYPE_CHECKING:  # torch and transformers load where a model is built (the declarations stay light)
+    import torch
+    from torch import nn
+
+    from trainables.tasks import TaskSpec
 
 #: the default teacher backbone (the config's ``teacher`` default)
 DEFAULT_TEACHER = "all-MiniLM-L6-v2"
@@ -82,10 +85,13 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
-                    num_hidden_layers: int | None = None, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A ``AutoModelForSequenceClassification`` for ``task`` (head sized to its labels)."""
+                    num_hidden_layers: int | None = None, dtype: torch.dtype | None = None) -> nn.Module:
+    """A ``AutoModelForSequenceClassification`` for ``task`` (head sized to its labels), in ``dtype``
+    (default float32)."""
+    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    dtype = torch.float32 if dtype is None else dtype
     _quiet_transformers()
     source = resolve_model(name_or_path)
     try:
@@ -207,6 +213,8 @@ def encoder_layer_prefix(model: nn.Module) -> str:
     """The parameter-name prefix of the transformer layer list (``bert.encoder.layer`` for BERT),
     found as the ``ModuleList`` holding ``num_hidden_layers`` blocks; layer i's parameters are
     named ``f"{prefix}.{i}.<rest>"`` (0-based)."""
+    from torch import nn
+
     n = num_layers(model)
     found = [name for name, module in model.named_modules()
              if isinstance(module, nn.ModuleList) and len(module) == n]

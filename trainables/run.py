@@ -48,12 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict:
-    from trainables.experiment import run
-
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help and --list load no torch
     if args.list:
         print(listing())
         return {}
+    from trainables.experiment import run
+
     cfg = config_from_args(args)
     summary = run(cfg, progress=not args.quiet)
     shown = {k: v for k, v in summary.items() if k != "history"}

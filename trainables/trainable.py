@@ -204,12 +204,14 @@ def quiet_worker() -> None:
 
 
 def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = None,
-                   checkpoint_every: int = 1) -> Callable[[dict], None]:
+                   checkpoint_every: int = 1, system_metrics: float = 0.0) -> Callable[[dict], None]:
     """The Tune function trainable of ``method``: ``trainable(config)``.
 
     ``base`` holds the config fields the sweep does not vary (validated by the caller);
     ``threads`` sets torch's CPU threads in the trial (the trial's CPU share);
-    ``checkpoint_every`` evaluations a checkpoint is reported (the final one always is).
+    ``checkpoint_every`` evaluations a checkpoint is reported (the final one always is);
+    ``system_metrics`` > 0: every evaluation also reports the machine's system metrics sampled every
+    that many seconds (:mod:`trainables.system_metrics`).
     """
     base = {**base, "method": method}
     checkpoint_every = max(1, int(checkpoint_every))
@@ -220,27 +222,46 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
         from ray import tune
 
         from trainables.config import DistillConfig
+        from trainables.runner_exit import finish_before_exit
 
+        finish_before_exit()  # the process waits for this thread to unwind when the trial stops
         quiet_worker()
         if threads:
             torch.set_num_threads(max(1, int(threads)))
         cfg = DistillConfig.from_dict({**base, **config})
         node = ray.get_runtime_context().get_node_id()
         gpus = gpu_ids(ray.get_gpu_ids(), cfg.device)
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            _train(cfg, _TrialState(), None, node, checkpoint_every, gpus)
-            return
-        with usable_checkpoint(checkpoint) as (directory, state, skipped):
-            extra = {SKIPPED: skipped} if skipped else {}
-            if state.final is not None:  # it had finished: report the same result, train nothing
-                tune.report({**state.final, **extra, NODE: node})
+        with _sampler(system_metrics) as sampled:
+            checkpoint = tune.get_checkpoint()
+            if checkpoint is None:
+                _train(cfg, _TrialState(), None, node, checkpoint_every, gpus, sampled=sampled)
                 return
-            _train(cfg, state, directory, node, checkpoint_every, gpus, extra)
+            with usable_checkpoint(checkpoint) as (directory, state, skipped):
+                extra = {SKIPPED: skipped} if skipped else {}
+                if state.final is not None:  # it had finished: report the same result, train nothing
+                    tune.report({**state.final, **extra, NODE: node})
+                    return
+                _train(cfg, state, directory, node, checkpoint_every, gpus, extra, sampled=sampled)
 
     trainable.__name__ = method.replace("-", "_")
     trainable.__qualname__ = trainable.__name__
     return trainable
+
+
+@contextlib.contextmanager
+def _sampler(interval: float) -> Iterator[Callable[[], dict]]:
+    """Yields what each evaluation adds to its report: the system metrics since the last one
+    (nothing when ``interval`` is 0); the sampling thread is joined when the trial ends."""
+    if not interval:
+        yield dict
+        return
+    from trainables.system_metrics import SystemSampler
+
+    sampler = SystemSampler(interval).start()
+    try:
+        yield sampler.take
+    finally:
+        sampler.stop()
 
 
 def gpu_ids(assigned: list, device: str) -> str:
@@ -259,8 +280,8 @@ def gpu_ids(assigned: list, device: str) -> str:
     return ids
 
 
-def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
-           checkpoint_every: int, gpus: str = "none", extra: dict | None = None) -> None:
+def _train(cfg, state: _TrialState, resume_from: str | None, node: str, checkpoint_every: int,
+           gpus: str = "none", extra: dict | None = None, sampled: Callable[[], dict] = dict) -> None:
     from ray import tune
 
     from trainables.experiment import run, save_model
@@ -283,7 +304,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
         result.update({k: v for k, v in metrics.items() if is_number(v)})
         result.update({f"best_{k}": v for k, v in state.best.items()})
         result.update(state.model)
-        result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {})})
+        result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {}), **sampled()})
         if state.evaluation % checkpoint_every:
             tune.report(result)
             return

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--name", default=None, help="sweep name (default <method>-<task>-<time>)")
     o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name")
     o.add_argument("--output-json", default=None, help="write the summary here")
-    o.add_argument("--quiet", action="store_true", help="no trial table")
+    o.add_argument("--quiet", action="store_true",
+                   help="no progress lines, trial table or MLflow 'View run' lines: the summary as one JSON line")
     return p
 
 
@@ -67,8 +68,8 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     Returns the "tracking and output" group, for the caller's own output options."""
     from trainables.options import add_config_options, option_group
 
+    from tuner.mlflow_schema import DEFAULT_EXPERIMENT
     from tuner.spec import SCHEDULERS
-    from tuner.tracking import DEFAULT_EXPERIMENT
 
     d = LAUNCH_DEFAULTS
     add_config_options(p, fields=("student_layers",))
@@ -126,6 +127,10 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     o.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
     o.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="extra MLflow tag on every run of the sweep (e.g. distill.study=NAME)")
+    o.add_argument("--system-metrics", nargs="?", type=float, const=10.0, default=0.0, metavar="SECONDS",
+                   help="log the trial machine's CPU, memory, disk, network (and GPU) use in each trial's MLflow "
+                        "run as system/... metrics, with MLflow's monitors sampling every SECONDS (default 10) "
+                        "and one average per evaluation")
     o.add_argument("--storage-path", default=None,
                    help="where sweeps, checkpoints, teachers and best students go (default ./ray_results; "
                         "shared storage on a cluster)")
@@ -178,7 +183,8 @@ def spec_from_args(args: argparse.Namespace):
         search_seed=args.search_seed, defaults_first=args.defaults_first,
         study_storage=args.study_storage, study_name=args.study_name, register_model=args.register_model, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
         experiment=args.experiment, storage_path=args.storage_path, name=args.name, address=args.address,
-        tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1)
+        tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1,
+        system_metrics=args.system_metrics)
 
 
 def listing() -> str:

@@ -27,15 +27,18 @@ def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experi
     from ray import tune
 
     from trainables.trainable import EVALUATION, make_trainable
+    from tuner.console import SweepReporter
 
     trainable = make_trainable(spec.method, prep.base, threads=max(1, int(spec.cpus_per_trial)),
-                               checkpoint_every=spec.checkpoint_every)
+                               checkpoint_every=spec.checkpoint_every, system_metrics=spec.system_metrics)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     logger = tracking.MlflowTrialLogger(
         prep.tracking_uri, experiment_id, parent_run_id, sweep_name or spec.name, spec.method,
         str(prep.base["task"]), prep.base, tags={**spec.tags, **tags}, ray_experiment=spec.name)
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.storage_path, callbacks=[logger], verbose=spec.verbose,
+        # the project's console lines (tuner.console; Tune's classic reporting path, set by run_sweep)
+        progress_reporter=SweepReporter(METRIC) if spec.verbose else None,
         # Ray deletes a trial's oldest checkpoint as soon as a newer one exceeds num_to_keep, but
         # saves (and syncs to the storage path) the experiment state that --resume reads only
         # every num_to_keep checkpoints: a driver killed in between resumed from a deleted
@@ -139,6 +142,7 @@ def fit(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experiment_id:
         restored = tuner._local_tuner.get_run_config()
         restored.callbacks = run_config.callbacks
         restored.failure_config = run_config.failure_config
+        restored.verbose, restored.progress_reporter = run_config.verbose, run_config.progress_reporter
     else:
         tuner = _new_tuner(prep, spec, parent_run_id, experiment_id, tags, sweep_name)
     return tuner.fit()

@@ -61,6 +61,7 @@ class SweepSpec:
     tags: dict[str, str] = field(default_factory=dict)   # extra MLflow tags (e.g. distill.study)
     output_json: str | None = None
     verbose: int = 1                      # Ray Tune's console output (0 silent .. 3)
+    system_metrics: float = 0.0           # > 0: each trial's run gets system/... metrics sampled this often (s)
 
     # ---- helpers ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +148,12 @@ def _check_numbers(spec: SweepSpec) -> None:
     if spec.scheduler_name not in SCHEDULERS:
         raise UserError(f"unknown scheduler {spec.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
     _check_lower_bounds(spec, _LATER_LOWER_BOUNDS)
+    if spec.system_metrics:
+        from trainables.system_metrics import check_available
+
+        if spec.system_metrics < 0:
+            raise UserError(f"--system-metrics must be > 0 seconds between samples, got {spec.system_metrics:g}")
+        check_available()
 
 
 def _check_grid(grid: dict[str, list] | None) -> dict[str, list] | None:

@@ -141,7 +141,8 @@ def run_study(args: argparse.Namespace, study: Study, methods: list[str],
                              storage_path=args.storage_path, address=args.address,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                              max_concurrent=args.max_concurrent, name=name,
-                             tags={TAG_STUDY: study.name}, verbose=args.verbose)
+                             tags={TAG_STUDY: study.name}, verbose=args.verbose,
+                             system_metrics=args.system_metrics)
             run_sweep(spec)
             names.append(name)
     return names, plans[0][1].task, grids
@@ -193,6 +194,9 @@ def build_parser(prog: str = "python -m tuner.study") -> argparse.ArgumentParser
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
     parser.add_argument("--verbose", type=int, default=1, help="Ray Tune's console output (0 silent .. 3)")
+    parser.add_argument("--system-metrics", nargs="?", type=float, const=10.0, default=0.0, metavar="SECONDS",
+                        help="MLflow system metrics in each trial's run, sampled every SECONDS (default 10); "
+                             "see python -m tuner.launch --help")
     add_teacher_score_arg(parser)
     return parser
 

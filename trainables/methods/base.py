@@ -23,25 +23,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-
-from trainables.losses import task_loss
-from trainables.models import forward_inputs
-from trainables.optim import Updater
 from trainables.schema import Config, hparam
-from trainables.teacher_outputs import ROW
-from trainables.tasks import TaskSpec
 
-Batch = dict[str, torch.Tensor]
+if TYPE_CHECKING:  # torch loads where a method trains: the registry and the options stay light
+    import torch
+    from torch import nn
+
+    from trainables.optim import Updater
+    from trainables.tasks import TaskSpec
+
+Batch = "dict[str, torch.Tensor]"
 
 
 def model_inputs(batch: Batch, model: nn.Module | None = None) -> Batch:
     """The keyword arguments of ``model``'s forward in ``batch``: no labels, and only the inputs
     ``model`` takes (e.g. no ``token_type_ids`` for DistilBERT; see
     :func:`trainables.models.forward_inputs`). Without ``model``: the batch without its labels."""
+    from trainables.models import forward_inputs
+
     if model is not None:
         return forward_inputs(model, batch)
     return {k: v for k, v in batch.items() if k != "labels"}
@@ -173,6 +174,8 @@ class Method:
 
     # ---- helpers for subclasses ------------------------------------------------------------
     def hard_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        from trainables.losses import task_loss
+
         return task_loss(logits, batch["labels"], self.task.is_regression)
 
     def cached_layers(self) -> tuple[int, ...]:
@@ -182,6 +185,10 @@ class Method:
     def teacher_outputs(self, batch: Batch, *, hidden: bool = False, grad: bool = False):
         """Each teacher's forward on ``batch`` (no graph unless ``grad``), read from the cached
         outputs when the run has them and the batch carries its training rows."""
+        import torch
+
+        from trainables.teacher_outputs import ROW
+
         if self.cached_teacher_outputs is not None and not grad and ROW in batch:
             return self.cached_teacher_outputs.outputs(batch[ROW])
         with torch.set_grad_enabled(grad):
@@ -190,6 +197,8 @@ class Method:
     @staticmethod
     def mean_logits(outputs) -> torch.Tensor:
         """Multi-teacher soft targets: the average of the teachers' logits."""
+        import torch
+
         return torch.stack([o.logits for o in outputs]).mean(dim=0)
 
 

@@ -7,7 +7,6 @@ With several teachers the soft targets are the mean of their logits.
 
 from __future__ import annotations
 
-from trainables.losses import kd_loss
 from trainables.methods.base import Batch, Method, distillation_space, model_inputs
 
 
@@ -16,6 +15,8 @@ class KD(Method):
     space = staticmethod(distillation_space)
 
     def distill_loss(self, student_logits, teacher_logits, batch: Batch):
+        from trainables.losses import kd_loss
+
         cfg = self.cfg
         return kd_loss(student_logits, teacher_logits, batch["labels"], alpha=cfg.alpha,
                        temperature=cfg.temperature, kind=cfg.kd_loss, regression=self.task.is_regression)

@@ -24,14 +24,16 @@ trajectory.
 
 from __future__ import annotations
 
-import torch
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
-from trainables.losses import soft_loss
 from trainables.methods.base import Batch, distillation_space
 from trainables.methods.metadistil import MetaDistil
 from trainables.schema import hparam
+
+if TYPE_CHECKING:  # torch loads where the method trains (see methods.base)
+    import torch
 
 
 class MetaAdaptiveKD(MetaDistil):
@@ -53,6 +55,8 @@ class MetaAdaptiveKD(MetaDistil):
         s("adaptive_lr")
 
     def __init__(self, cfg, task, student, teachers):
+        import torch
+
         super().__init__(cfg, task, student, teachers)
         self.num_inner_batches = cfg.num_inner_batches
         beta = 1.0 - cfg.alpha if cfg.beta is None else cfg.beta
@@ -76,6 +80,8 @@ class MetaAdaptiveKD(MetaDistil):
 
     # ---- the loss ----------------------------------------------------------------------------------
     def weighted_loss(self, student_logits, teacher_logits, batch: Batch, weights) -> torch.Tensor:
+        from trainables.losses import soft_loss
+
         cfg = self.cfg
         soft = soft_loss(student_logits, teacher_logits, cfg.temperature, cfg.kd_loss, self.task.is_regression)
         return weights[0] * soft + weights[1] * self.hard_loss(student_logits, batch)
@@ -94,6 +100,8 @@ class MetaAdaptiveKD(MetaDistil):
         *teacher_grads, weight_grad = grads
         self.teacher_opt.apply(teacher_grads)
         if weight_grad is not None:
+            import torch
+
             with torch.no_grad():  # Algorithm 1, lines 10-11: SGD, then the projection onto >= 0
                 g = weight_grad.to(self.weights.dtype)
                 g = torch.where(torch.isfinite(g).all(), g, torch.zeros_like(g))  # no host sync
@@ -112,5 +120,7 @@ class MetaAdaptiveKD(MetaDistil):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if "weights" in state:
+            import torch
+
             with torch.no_grad():
                 self.weights.copy_(state["weights"])

@@ -24,14 +24,14 @@ every teacher is meta-updated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from trainables import meta
 from trainables.methods.base import Batch, MetaSteps, distillation_space, model_inputs
 from trainables.methods.kd import KD
-from trainables.optim import adam_lookahead
 from trainables.schema import hparam
+
+if TYPE_CHECKING:  # torch loads where the method trains (see methods.base)
+    import torch
 
 
 class MetaDistil(MetaSteps, KD):
@@ -76,6 +76,9 @@ class MetaDistil(MetaSteps, KD):
 
     def inner_update(self) -> dict:
         """The experimental student's update, as :func:`trainables.meta.meta_gradient` takes it."""
+        from trainables import meta
+        from trainables.optim import adam_lookahead
+
         if self.cfg.inner_update == "adam":
             return {"inner_step": adam_lookahead(self.student_opt, meta.trainable_params(self.student))}
         return {"lr": self.cfg.effective_inner_lr}
@@ -87,6 +90,10 @@ class MetaDistil(MetaSteps, KD):
         is_meta = self.count_step() and bool(quiz_batches)
         if not is_meta:
             return super().step(batch)
+        import torch
+
+        from trainables import meta
+
         cfg = self.cfg
         inner = meta.split_batch(batch, self.num_inner_batches)
         reuse = len(inner) == 1

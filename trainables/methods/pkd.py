@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from trainables.layer_maps import PKD_MAPS, pkd_pairs
-from trainables.losses import patient_loss
 from trainables.methods.base import Batch, distillation_space, model_inputs
 from trainables.methods.kd import KD
-from trainables.models import num_layers
 from trainables.schema import hparam
 
 DEFAULT_BETA = 100.0  # Sun et al. search beta in {10, 100, 500, 1000}
@@ -32,6 +28,8 @@ class PatientKD(KD):
         s("beta", {"low": 10.0, "high": 1000.0, "log": True})  # Sun et al.'s grid {10, ..., 1000}
 
     def __init__(self, cfg, task, student, teachers):
+        from trainables.models import num_layers
+
         super().__init__(cfg, task, student, teachers)
         self.beta = DEFAULT_BETA if cfg.beta is None else cfg.beta
         depths = {num_layers(t) for t in teachers}
@@ -43,6 +41,10 @@ class PatientKD(KD):
         return tuple(sorted({t for _, t in self.pairs}))
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
+        import torch
+
+        from trainables.losses import patient_loss
+
         teacher_out = self.teacher_outputs(batch, hidden=True)
         student_out = self.student(**model_inputs(batch, self.student), output_hidden_states=True)
         kd = self.distill_loss(student_out.logits, self.mean_logits(teacher_out), batch)

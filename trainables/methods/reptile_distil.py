@@ -27,22 +27,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
 from trainables.layer_maps import STRATEGIES, layer_map
 from trainables.methods.base import Batch, MetaSteps, distillation_space, model_inputs
 from trainables.methods.kd import KD
-from trainables.models import encoder_layer_prefix, num_layers
 from trainables.schema import hparam
+
+if TYPE_CHECKING:  # torch loads where the method trains (see methods.base)
+    import torch
+    from torch import nn
 
 
 def parameter_map(teacher: nn.Module, student: nn.Module, strategy: str,
                   embeddings: bool = True) -> dict[str, str]:
     """Teacher parameter name -> the student parameter name it moves toward (mapped ones only);
     ``embeddings=False`` maps the encoder layers only (no embeddings, pooler or classifier)."""
+    from trainables.models import encoder_layer_prefix, num_layers
+
     student_params = dict(student.named_parameters())
     t_prefix, s_prefix = encoder_layer_prefix(teacher), encoder_layer_prefix(student)
     to_student = {t: s for s, ts in layer_map(strategy, num_layers(teacher), num_layers(student)).items()
@@ -111,6 +114,8 @@ class ReptileDistil(MetaSteps, KD):
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         if not self.count_step():
             return super().step(batch)
+        import torch
+
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
         student_logits = self.student(**model_inputs(batch, self.student)).logits
@@ -128,6 +133,8 @@ class ReptileDistil(MetaSteps, KD):
         None where the inner loss does not reach it), without materialising θ'_S: in place,
         θ_T ← (1 − μ) θ_T + μ θ_S − μ · inner_lr · g (plain), or the difference θ_T − θ'_S as the
         teacher's AdamW gradient (adam)."""
+        import torch
+
         lr = self.cfg.effective_inner_lr
         with torch.no_grad():
             if self.cfg.reptile_update == "plain":
