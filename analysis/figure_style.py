@@ -22,12 +22,14 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.transforms import Transform, offset_copy
+
+if TYPE_CHECKING:  # matplotlib loads where a figure is drawn (the CLIs' --help stays fast)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.transforms import Transform
 
 FORMATS = ("png", "pdf")
 DPI = 150
@@ -47,6 +49,9 @@ TEACHER_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
 
 def new_figure(width: float = 6.4, height: float = 4.2, rows: int = 1, sharex: bool = False):
     """A constrained-layout figure with an Agg canvas and ``rows`` axes (one Axes, or a list)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     if rows == 1:
@@ -64,6 +69,8 @@ def dodge(ax: Axes, i: int, k: int) -> Transform:
     """Data coordinates shifted right by the i-th of k series' offset (in points: the same on a
     linear and a log axis)."""
     shift = (i - (k - 1) / 2) * DODGE_POINTS
+    from matplotlib.transforms import offset_copy
+
     return offset_copy(ax.transData, fig=ax.figure, x=shift, y=0.0, units="points")
 
 
@@ -137,6 +144,8 @@ def _inside(fig: Figure, text) -> bool:
 
 def fit_titles(fig: Figure) -> None:
     """Wrap each axes title (and the suptitle) until it lies inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     fig.canvas.draw()

@@ -7,13 +7,13 @@ from __future__ import annotations
 import math
 import os
 
-from matplotlib.figure import Figure
-
 from analysis.figure_style import save_figure, set_score_axis
 
 
 def importance_figure(result: dict, out_dir: str) -> list[str]:
     """Horizontal bars, most important on top."""
+    from matplotlib.figure import Figure
+
     items = list(result["importances"].items())[::-1]
     fig = Figure(figsize=(6.0, 0.5 * len(items) + 1.4), layout="constrained")
     ax = fig.subplots()
@@ -27,6 +27,7 @@ def importance_figure(result: dict, out_dir: str) -> list[str]:
 def slices_figure(result: dict, out_dir: str) -> list[str]:
     """One panel per searched hyperparameter: every trial's score against its value; the top
     quarter (the recommendation's trials) in orange."""
+    from matplotlib.figure import Figure
     from optuna.distributions import CategoricalDistribution
 
     study = result["study"]

@@ -31,8 +31,8 @@ def test_help_lists_the_commands_without_loading_torch_ray_or_mlflow():
         assert f"  {name} " in out and f"(python -m {module})" in out
 
 
-#: what no --help may load (each takes 0.5-1.5 s to import; datasets is what reads the task files)
-HEAVY = ("torch", "transformers", "ray", "mlflow", "datasets", "optuna")
+#: what no --help may load (each takes 0.5-1.5 s to import; datasets reads the task files, matplotlib draws)
+HEAVY = ("torch", "transformers", "ray", "mlflow", "datasets", "optuna", "matplotlib")
 #: every entry point: the console script's commands, the study's alias and the options table
 ENTRY_POINTS = sorted({module for module, _ in cli.COMMANDS.values()} | {"analysis.sensitivity", "trainables.options"})
 

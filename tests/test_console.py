@@ -39,6 +39,15 @@ def test_floats_are_shown_to_four_significant_digits():
     assert rows[0].split() == ["a1", "TERMINATED", "0.5919", "3.538e-05", "0.7152"]
 
 
+def test_a_long_table_keeps_the_running_trials_then_the_best():
+    trials = [SimpleNamespace(trial_id=f"t{i}", status="TERMINATED", config={}, last_result={"eval_score": i / 100})
+              for i in range(30)]
+    trials[3].status = "RUNNING"
+    shown = console.shown_trials(trials, max_rows=5)
+    assert [t.trial_id for t in shown] == ["t3", "t29", "t28", "t27", "t26"]
+    assert console.shown_trials(trials[:5], max_rows=5) == trials[:5]
+
+
 def test_ray_tunes_restore_hint_is_dropped_only_inside_a_sweep(caplog):
     hint = 'Experiment has been interrupted, but the most recent state was saved.\nResume experiment with: ' \
            'Tuner.restore(path="/x", trainable=...)'

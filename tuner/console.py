@@ -35,6 +35,8 @@ DIGITS = 4
 HEARTBEAT_S = 30.0
 #: the result columns of the trial table (shown where a trial has them)
 COLUMNS = ("evaluation", "eval_score", "best_eval_score", "step", "train_loss")
+#: at most this many rows in the trial table: the running trials, then the best others
+MAX_ROWS = 20
 
 
 def fmt(value: Any) -> str:
@@ -58,6 +60,22 @@ def best_trial_line(trials: Sequence, metric: str, mode: str = "max") -> str | N
     best = max(scored, key=lambda t: sign * t.last_result[metric])
     return (f"Current best trial: {best.trial_id} with {metric}={fmt(best.last_result[metric])} "
             f"and params={params_str(best.config)}")
+
+
+def shown_trials(trials: Sequence, metric: str = "eval_score", mode: str = "max",
+                 max_rows: int = MAX_ROWS) -> list:
+    """The trials of the table: all of them, or past ``max_rows`` the running ones and then the
+    best of the others by ``metric``."""
+    if len(trials) <= max_rows:
+        return list(trials)
+    sign = 1 if mode == "max" else -1
+
+    def rank(t) -> tuple:
+        value = (t.last_result or {}).get(metric)
+        return (t.status != "RUNNING", not isinstance(value, (int, float)),
+                -sign * value if isinstance(value, (int, float)) else 0)
+
+    return sorted(trials, key=rank)[:max_rows]
 
 
 def trial_table(trials: Sequence) -> list[str]:
@@ -107,7 +125,10 @@ class SweepReporter(tune.ProgressReporter):
         best = best_trial_line(trials, self.metric, self.mode)
         if best:
             lines.append(best)
-        lines += trial_table(trials)
+        shown = shown_trials(trials, self.metric, self.mode)
+        lines += trial_table(shown)
+        if len(shown) < len(trials):
+            lines.append(f"... and {len(trials) - len(shown)} more trials (all of them: MLflow, the summary)")
         print("\n".join(lines) + "\n", flush=True)
 
 
