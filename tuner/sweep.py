@@ -39,7 +39,7 @@ from typing import Any
 
 from trainables.errors import UserError, check_writable_dir
 
-from tuner import cluster, ray_tuner, summary as summaries, timing, tracking
+from tuner import cluster, method_table, ray_tuner, summary as summaries, timing, tracking
 from tuner.record import record_path, resume_command, resume_spec, write_record
 from tuner.spec import PreparedSweep, SweepSpec, expected_trials, normalise, prepare_sweep
 from tuner.teacher_stage import fine_tune_teachers
@@ -130,6 +130,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 spec, prep, trials, best, student_path=student_path, parent_run_id=parent_run_id,
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=watch.elapsed())
+            if spec.methods:  # a multi-method sweep: each method's best, the winner
+                summary.update(method_table.build(trials, spec.methods, best, summaries.best_trial))
             summary["interrupted"] = interrupted
             summary["best_student_model"] = student_model  # the MLflow model URI (pyfunc)
             summary["packing"] = packing
@@ -149,6 +151,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             summaries.write_json(summary, path)
             if spec.output_json:
                 summaries.write_json(summary, spec.output_json)
+            if spec.methods:
+                method_table.record(summary, prep.tracking_uri, parent_run_id, spec.experiment_dir)
             tracking.finish_parent_run(prep.tracking_uri, parent_run_id, summaries.parent_metrics(summary), path,
                                        status="KILLED" if interrupted else "FINISHED")
         except BaseException:
@@ -158,6 +162,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             raise
     if spec.verbose:
         print(summaries.format_summary(summary))
+        if summary.get("per_method"):
+            print(method_table.format_table(summary))
     return summary
 
 
@@ -180,6 +186,7 @@ def _seed_reruns(prep: PreparedSweep, spec: SweepSpec, best: dict, parent_run_id
     first = int(best_config.get("seed", 42))
     seeds = [first + i for i in range(1, spec.seeds + 1)]
     rerun = dataclasses.replace(spec, name=f"{spec.name}-seeds", grid={"seed": seeds}, num_samples=1,
+                                method=best_config.get("method", spec.method), methods=None,
                                 scheduler="fifo", seeds=0, space=None,
                                 fixed={k: v for k, v in best["config"].items() if k != "seed"})
     base = {k: v for k, v in best_config.items() if k != "seed"}
