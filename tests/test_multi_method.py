@@ -121,6 +121,7 @@ def test_every_method_gets_trials_and_the_table_agrees_with_mlflow(multi_sweep):
     parent = _parent(multi_sweep["uri"])
     assert parent.data.tags[method_table.TAG_WINNER] == s["winner"]
     assert parent.data.tags[method_table.TAG_METHODS] == ",".join(METHODS)
+    assert parent.data.params["sweep.methods"] == ",".join(METHODS) and parent.data.params["sweep.budget"] == "time"
     for method in METHODS:
         assert parent.data.metrics[f"method.{method}.num_trials"] == rows[method]["trials"]
         assert parent.data.metrics[f"method.{method}.best_eval_score"] == pytest.approx(rows[method]["best_score"])

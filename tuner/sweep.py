@@ -175,7 +175,10 @@ def _parent_params(prep: PreparedSweep, spec: SweepSpec) -> dict[str, Any]:
         "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.search_seed": spec.search_seed,
         "sweep.grid": json.dumps(prep.grid) if prep.grid else "None",
         "sweep.space": json.dumps(dict(prep.space.describe())) if prep.space else "None",
+        "sweep.budget": spec.budget,
     })
+    if spec.methods:  # a multi-method sweep
+        params["sweep.methods"] = ",".join(spec.methods)
     return params
 
 
