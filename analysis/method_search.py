@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     store = Store(args.mlflow_uri, args.experiment)
     runs = store.runs(sweep=args.sweep, include_failed=True)
     runs = runs[runs["seed_rerun"].fillna(False) == False]  # noqa: E712  (the search's trials only)
-    if runs["method"].nunique() < 1:
+    runs = runs[runs["method"].notna()]
+    if runs.empty:
         raise UserError(f"sweep {args.sweep!r} has no trial runs with a method")
     task = str(runs["task"].dropna().iloc[0]) if runs["task"].notna().any() else None
     primary, _ = task_metrics(task, runs)
