@@ -10,7 +10,9 @@ Summary JSON keys: ``sweep``, ``method``, ``task``, ``metric_name`` (the task's 
 ``wall_seconds``; added by the sweep: ``interrupted`` (Ctrl-C left trials UNFINISHED or samples
 not started), ``not_started``, ``resume_command`` (when interrupted), ``packing`` (trials per node
 and per GPU, :func:`tuner.cluster.packing`), ``time`` (where the wall time went and the fraction
-that trained, :mod:`tuner.timing`).
+that trained, :mod:`tuner.timing`); ``search.budget`` says what ASHA compared trials at
+(:mod:`tuner.budget`); a multi-method sweep adds ``methods``, ``winner`` and ``per_method``
+(:mod:`tuner.method_table`).
 """
 
 from __future__ import annotations
