@@ -14,6 +14,8 @@ trial, a baseline for TPE and ASHA); on a cluster, point ``--address`` at it and
     python -m tuner.launch ... --set alpha=0.5         # fix a hyperparameter instead of searching it
     python -m tuner.launch ... --space my_space.yaml   # override ranges (see search_spaces.overrides)
     python -m tuner.launch ... --grid alpha=0,0.5,1    # a grid instead of the search
+    python -m tuner.launch --methods kd,metadistil,reptile-distil --task mrpc   # the method searched too
+    python -m tuner.launch --method auto --task mrpc --budget time   # every method that fits, equal seconds
     python -m tuner.launch --resume --name NAME        # continue an interrupted sweep
     mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db   # compare the trials
 
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_and_data_args(p)
     p.set_defaults(epochs=d["epochs"], batch_size=d["batch_size"])
     o = add_sweep_args(p)
+    add_multi_method_args(p)
     o.add_argument("--name", default=None, help="sweep name (default <method>-<task>-<time>)")
     o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name")
     o.add_argument("--output-json", default=None, help="write the summary here")
@@ -137,6 +140,36 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     return o
 
 
+def add_multi_method_args(p: argparse.ArgumentParser) -> None:
+    """``--methods`` (a multi-method search; ``--method auto``: every method that fits) and
+    ``--budget`` (what ASHA compares trials at), in the search group."""
+    from trainables.options import option_group
+
+    from tuner.budget import BUDGETS, DEFAULT, UNITS
+
+    g = option_group(p, "search")
+    g.add_argument("--methods", default=None, metavar="M1,M2,...",
+                   help="search over these methods in one study: the method is a searched choice and each "
+                        "method's own space follows it (--method auto: every method that fits the "
+                        "teacher/student pair; see docs/sweeps.md)")
+    g.add_argument("--budget", default=DEFAULT, choices=list(BUDGETS),
+                   help="what ASHA compares trials at: " + "; ".join(f"{k}: {v}" for k, v in UNITS.items())
+                        + f" (default {DEFAULT}; with time, --grace-period is in training seconds)")
+
+
+def _methods_of(args: argparse.Namespace) -> list[str] | None:
+    """The multi-method list of the command line (``--methods`` or ``--method auto``), or None."""
+    from tuner.method_choice import AUTO, split_methods
+
+    methods = split_methods(getattr(args, "methods", None))
+    if methods and args.method:
+        raise UserError(f"give either --method or --methods, not both (got --method {args.method} and "
+                        f"--methods {args.methods})")
+    if args.method == AUTO:
+        return [AUTO]
+    return methods
+
+
 def _pairs(items: list[str], option: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -150,19 +183,21 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
 def spec_from_args(args: argparse.Namespace):
     """The :class:`~tuner.sweep.SweepSpec` of a parsed command line."""
     from search_spaces.overrides import load_space_file
-    from trainables.config import parse_assignments
+    from trainables.config import DistillConfig, parse_assignments
     from trainables.methods import get_method
     from trainables.run import config_from_args
 
     from tuner.spec import SweepSpec
 
-    if not args.method:
-        raise UserError("--method is required (see --list for the methods)")
-    get_method(args.method)
+    methods = _methods_of(args)
+    if not args.method and not methods:
+        raise UserError("--method (or --methods M1,M2 / --method auto) is required (see --list for the methods)")
+    method = args.method if not methods else DistillConfig().method if methods == ["auto"] else methods[0]
+    get_method(method)
     fixed = parse_assignments(args.assignments)
     if args.student_layers is not None:
         fixed["student_layers"] = args.student_layers
-    cfg = config_from_args(args, method=args.method)  # every field, typed and checked
+    cfg = config_from_args(args, method=method)  # every field, typed and checked
     config = {k: v for k, v in cfg.to_dict().items() if k not in fixed and k != "method"}
     space = None
     if args.space:
@@ -174,7 +209,7 @@ def spec_from_args(args: argparse.Namespace):
     grid = {k.replace("-", "_"): [v.strip() for v in vals.split(",") if v.strip()]
             for k, vals in _pairs(args.grid, "--grid").items()}
     return SweepSpec(
-        method=args.method, config=config, fixed=fixed, space=space, grid=grid or None,
+        method=method, methods=methods, budget=args.budget, config=config, fixed=fixed, space=space, grid=grid or None,
         num_samples=args.num_samples, scheduler=args.scheduler, grace_period=args.grace_period,
         reduction_factor=args.reduction_factor, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,

@@ -13,8 +13,6 @@ from tuner import tracking
 from tuner.spec import PreparedSweep, SweepSpec
 
 METRIC = "eval_score"  # what every sweep maximises: the task's primary dev metric
-#: ASHA's horizon in evaluations: far beyond any run, so trials end by finishing, not by max_t
-ASHA_MAX_T = 10_000
 
 
 def trial_dirname(trial) -> str:
@@ -26,7 +24,7 @@ def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experi
                 tags: dict[str, str], sweep_name: str | None = None):
     from ray import tune
 
-    from trainables.trainable import EVALUATION, make_trainable
+    from trainables.trainable import make_trainable
     from tuner.console import SweepReporter
 
     trainable = make_trainable(spec.method, prep.base, threads=max(1, int(spec.cpus_per_trial)),
@@ -54,7 +52,10 @@ def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experi
     if spec.scheduler_name == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        scheduler = ASHAScheduler(time_attr=EVALUATION, max_t=ASHA_MAX_T, grace_period=spec.grace_period,
+        from tuner.budget import asha_axis
+
+        time_attr, max_t = asha_axis(spec.budget)  # evaluations (equal steps) or training seconds
+        scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=spec.grace_period,
                                   reduction_factor=spec.reduction_factor)
     return trainable, run_config, scheduler
 
@@ -87,7 +88,9 @@ def _new_tuner(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experim
         storage = study_storage.open_storage(spec.study_storage)
         persisted = study_storage.finished_trials(storage, spec.study_name)
     # the defaults baseline only opens a study (a continued one has its baseline already)
-    points = [default_point(prep)] if spec.defaults_first and not persisted else None
+    points = None
+    if spec.defaults_first and not persisted:  # a multi-method space has one baseline per method
+        points = prep.space.default_points(prep.base) if spec.methods else [default_point(prep)]
     # a define-by-run space ignores TuneConfig's metric: the searcher is given it too
     searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=METRIC, mode="max", sampler=sampler,
                                                points_to_evaluate=[p for p in points or [] if p] or None,
@@ -104,22 +107,9 @@ def default_point(prep: PreparedSweep) -> dict[str, Any]:
     method's paper setting, :data:`search_spaces.defaults.BASELINES`): queued as the first trial,
     it gives TPE and ASHA a baseline to compare against (the config defaults are tuned for the
     default backbone, while the papers' ranges are not)."""
-    from optuna.distributions import CategoricalDistribution
+    from search_spaces.multi import baseline_point
 
-    from search_spaces.defaults import BASELINES
-
-    baseline = BASELINES.get(prep.spec.method, {})
-    point = {}
-    for name, dist in prep.space.searched().items():
-        value = baseline.get(name, prep.base.get(name))
-        if value is None:
-            continue
-        if isinstance(dist, CategoricalDistribution):
-            if value in dist.choices:
-                point[name] = value
-        elif dist.low <= value <= dist.high:
-            point[name] = value
-    return point
+    return baseline_point(prep.space, prep.spec.method, prep.base)
 
 
 def fit(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experiment_id: str,

@@ -62,6 +62,10 @@ class SweepSpec:
     output_json: str | None = None
     verbose: int = 1                      # Ray Tune's console output (0 silent .. 3)
     system_metrics: float = 0.0           # > 0: each trial's run gets system/... metrics sampled this often (s)
+    #: a multi-method search (``method`` is then "multi"): the method is a searched choice, each
+    #: method's space follows it (:mod:`search_spaces.multi`); ``["auto"]``: every method that fits
+    methods: list[str] | None = None
+    budget: str = "steps"                 # what ASHA compares trials at: steps | time (tuner.budget)
 
     # ---- helpers ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +107,11 @@ def normalise(spec: SweepSpec) -> SweepSpec:
     """Defaults filled in and paths made absolute (trials run elsewhere: other cwd, other node)."""
     spec = dataclasses.replace(spec, config=dict(spec.config), fixed=dict(spec.fixed),
                                tags=dict(spec.tags))
+    if spec.methods:
+        from tuner.method_choice import MULTI, check_methods
+
+        spec.methods = check_methods(list(spec.methods))
+        spec.method = MULTI
     spec.storage_path = os.path.abspath(os.path.expanduser(spec.storage_path or "ray_results"))
     if not spec.name:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -180,13 +189,22 @@ def prepare_sweep(spec: SweepSpec) -> PreparedSweep:
     from trainables.models import load_tokenizer
 
     _check_numbers(spec)
-    get_method(spec.method)
+    from tuner import budget, method_choice
+
+    budget.check(spec.budget, spec.scheduler_name)
+    if not spec.methods:
+        get_method(spec.method)
     fixed = {k: v for k, v in spec.fixed.items()}
     for key in fixed:
         if key not in HPARAMS:
             raise UserError(f"unknown hyperparameter {key!r} in --set; valid: {', '.join(HPARAMS)}")
     values = {**spec.config, **fixed, "method": spec.method, "output_dir": None}
+    if spec.methods:  # the base config of a multi-method sweep carries its first method
+        values["method"] = DistillConfig().method if spec.methods == [method_choice.AUTO] else spec.methods[0]
     cfg = DistillConfig.from_dict(values)
+    if spec.methods:
+        spec.methods = method_choice.check_search(spec, method_choice.resolve(spec.methods, cfg))
+        cfg.method = spec.methods[0]
     fixed = {k: getattr(cfg, k) for k in fixed}   # typed by the config
     if cfg.cache_dir is None:  # teachers live next to the sweeps: shared storage on a cluster
         cfg.cache_dir = os.path.abspath(os.environ.get("TUNER_CACHE_DIR") or spec.storage_path)
@@ -195,7 +213,12 @@ def prepare_sweep(spec: SweepSpec) -> PreparedSweep:
     space = None
     if grid is None:
         overrides = parse_overrides(spec.space, source="--space") if spec.space else None
-        space = build_space(spec.method, overrides, fixed)
+        if spec.methods:
+            from search_spaces.multi import build_multi_space
+
+            space = build_multi_space(spec.methods, overrides, fixed)
+        else:
+            space = build_space(spec.method, overrides, fixed)
         space.describe()  # runs the space function once: a broken space fails here
     elif spec.space:
         raise UserError("a grid sweep takes no --space (all other hyperparameters are fixed)")

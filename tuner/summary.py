@@ -10,7 +10,9 @@ Summary JSON keys: ``sweep``, ``method``, ``task``, ``metric_name`` (the task's 
 ``wall_seconds``; added by the sweep: ``interrupted`` (Ctrl-C left trials UNFINISHED or samples
 not started), ``not_started``, ``resume_command`` (when interrupted), ``packing`` (trials per node
 and per GPU, :func:`tuner.cluster.packing`), ``time`` (where the wall time went and the fraction
-that trained, :mod:`tuner.timing`).
+that trained, :mod:`tuner.timing`); ``search.budget`` says what ASHA compared trials at
+(:mod:`tuner.budget`); a multi-method sweep adds ``methods``, ``winner`` and ``per_method``
+(:mod:`tuner.method_table`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from trainables.trainable import EVALUATION, GPU_IDS, NODE, STUDENT_DIR
 
-from tuner import timing, tracking
+from tuner import budget, timing, tracking
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
@@ -196,7 +198,8 @@ def build_summary(spec, prep, trials, best, *, student_path, parent_run_id, expe
         "search": {"mode": "grid" if prep.grid else "optuna-tpe", "scheduler": spec.scheduler_name,
                    "space": dict(prep.space.describe()) if prep.space else None, "grid": prep.grid,
                    "fixed": spec.fixed, "num_samples": spec.num_samples,
-                   "max_concurrent": spec.max_concurrent, "eval_steps": prep.eval_steps},
+                   "max_concurrent": spec.max_concurrent, "eval_steps": prep.eval_steps,
+                   "budget": budget.describe(spec.budget) if spec.scheduler_name == "asha" else None},
         "mlflow_uri": prep.tracking_uri, "mlflow_experiment": spec.experiment,
         "mlflow_experiment_id": experiment_id, "mlflow_parent_run_id": parent_run_id,
         "mlflow_artifacts": _artifact_location(prep.tracking_uri, experiment_id),
@@ -253,6 +256,9 @@ def format_summary(summary: dict[str, Any]) -> str:
              f"early-stopped, {c['ERROR']} errored"
              + (f", {c[STATUS_UNFINISHED]} unfinished" if c.get(STATUS_UNFINISHED) else "")
              + (f", {summary['not_started']} not started" if summary.get("not_started") else "") + ")"]
+    if (summary.get("search") or {}).get("budget"):
+        b = summary["search"]["budget"]
+        lines.append(f"ASHA budget: {b['budget']} (trials compared at equal {b['unit']}, time_attr {b['time_attr']})")
     if summary.get("interrupted"):
         lines.append(f"interrupted: continue with {summary['resume_command']}")
     if summary["best_config"] is None:

@@ -39,7 +39,7 @@ from typing import Any
 
 from trainables.errors import UserError, check_writable_dir
 
-from tuner import cluster, ray_tuner, summary as summaries, timing, tracking
+from tuner import cluster, method_table, ray_tuner, summary as summaries, timing, tracking
 from tuner.console import quiet_console
 from tuner.record import record_path, resume_command, resume_spec, write_record
 from tuner.spec import PreparedSweep, SweepSpec, expected_trials, normalise, prepare_sweep
@@ -131,6 +131,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 spec, prep, trials, best, student_path=student_path, parent_run_id=parent_run_id,
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=watch.elapsed())
+            if spec.methods:  # a multi-method sweep: each method's best, the winner
+                summary.update(method_table.build(trials, spec.methods, best, summaries.best_trial))
             summary["interrupted"] = interrupted
             summary["best_student_model"] = student_model  # the MLflow model URI (pyfunc)
             summary["packing"] = packing
@@ -150,6 +152,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             summaries.write_json(summary, path)
             if spec.output_json:
                 summaries.write_json(summary, spec.output_json)
+            if spec.methods:
+                method_table.record(summary, prep.tracking_uri, parent_run_id, spec.experiment_dir)
             tracking.finish_parent_run(prep.tracking_uri, parent_run_id, summaries.parent_metrics(summary), path,
                                        status="KILLED" if interrupted else "FINISHED")
         except BaseException:
@@ -159,6 +163,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             raise
     if spec.verbose:
         print(summaries.format_summary(summary))
+        if summary.get("per_method"):
+            print(method_table.format_table(summary))
     return summary
 
 
@@ -170,7 +176,10 @@ def _parent_params(prep: PreparedSweep, spec: SweepSpec) -> dict[str, Any]:
         "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.search_seed": spec.search_seed,
         "sweep.grid": json.dumps(prep.grid) if prep.grid else "None",
         "sweep.space": json.dumps(dict(prep.space.describe())) if prep.space else "None",
+        "sweep.budget": spec.budget,
     })
+    if spec.methods:  # a multi-method sweep
+        params["sweep.methods"] = ",".join(spec.methods)
     return params
 
 
@@ -181,6 +190,7 @@ def _seed_reruns(prep: PreparedSweep, spec: SweepSpec, best: dict, parent_run_id
     first = int(best_config.get("seed", 42))
     seeds = [first + i for i in range(1, spec.seeds + 1)]
     rerun = dataclasses.replace(spec, name=f"{spec.name}-seeds", grid={"seed": seeds}, num_samples=1,
+                                method=best_config.get("method", spec.method), methods=None,
                                 scheduler="fifo", seeds=0, space=None,
                                 fixed={k: v for k, v in best["config"].items() if k != "seed"})
     base = {k: v for k, v in best_config.items() if k != "seed"}

@@ -57,7 +57,7 @@ def fine_tune_teachers(configs: list[dict[str, Any]], spec, resources: dict[str,
     from trainables.methods import get_method
     from trainables.teacher import resolve_teachers, teachers_ready
 
-    if not get_method(spec.method).uses_teacher:
+    if not any(get_method(m).uses_teacher for m in spec.methods or [spec.method]):  # methods: multi-method
         return [[] for _ in configs]
     started = time.time()
     if all(teachers_ready(DistillConfig.from_dict(c)) for c in configs):

@@ -153,14 +153,17 @@ class MlflowTrialLogger(tune.Callback):
             self._last_step[tid] = max((m.step for m in history), default=-1)
             self.client.update_run(run_id, status="RUNNING")
         else:
-            config = {**self.base_config, **trial.config, "method": self.method}
-            run = self.client.create_run(self.experiment_id, run_name=trial_run_name(self.method, trial.config), tags={
+            # a multi-method sweep's trial carries its own method in its config
+            method = trial.config.get("method", self.method)
+            sampled = {k: v for k, v in trial.config.items() if k != "method"}
+            config = {**self.base_config, **trial.config, "method": method}
+            run = self.client.create_run(self.experiment_id, run_name=trial_run_name(method, sampled), tags={
                 TAG_PARENT: self.parent_run_id, TAG_ROLE: ROLE_TRIAL, TAG_SWEEP: self.sweep,
-                TAG_TRIAL_ID: tid, TAG_RAY_EXPERIMENT: self.ray_experiment, TAG_METHOD: self.method,
+                TAG_TRIAL_ID: tid, TAG_RAY_EXPERIMENT: self.ray_experiment, TAG_METHOD: method,
                 TAG_TASK: self.task, **self.tags})
             run_id = run.info.run_id
             self._runs[tid], self._last_step[tid] = run_id, -1  # known before anything else can fail
-            log_params(self.client, run_id, config_params(config, self.method))
+            log_params(self.client, run_id, config_params(config, method))
             if self.teacher_reference:  # the fine-tuned teacher: the reference line of this run
                 log_metrics(self.client, run_id, self.teacher_reference, 0)
         self._runs[tid] = run_id

@@ -75,6 +75,27 @@ def distillation_space(s) -> None:
 SpaceDecl = Callable[[Any], None] | Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """What a method may require of the teacher/student pair (see :meth:`Method.unfit`): the
+    teachers' and the student's depths (None where a model's config does not say) and whether the
+    student has the teachers' architecture (model type and hidden size: true for the default
+    student, the teacher's own first layers)."""
+
+    teacher_layers: tuple[int | None, ...]
+    student_layers: int | None
+    same_architecture: bool
+
+    def layer_map_error(self) -> str | None:
+        """Why the teachers' layers cannot be mapped onto the student's (each teacher's depth must
+        be a whole multiple of the student's), or None."""
+        s = self.student_layers
+        for t in self.teacher_layers:
+            if t is not None and s is not None and (s < 1 or t < s or t % s):
+                return f"the teacher's {t} layers are not a whole multiple of the student's {s}"
+        return None
+
+
 #: hyperparameters every run reads (the engine's and the student's)
 CORE_HPARAMS = ("student_lr", "batch_size", "epochs", "seed", "student_layers", "max_seq_length", "noise_prob",
                 "noise_token", "warmup_epochs", "lr_warmup_ratio", "weight_decay", "max_grad_norm")
@@ -117,6 +138,13 @@ class Method:
         for options in cls.option_classes():
             names |= set(options.__dataclass_fields__)
         return names
+
+    @classmethod
+    def unfit(cls, pairing: Pairing) -> str | None:
+        """Why this method cannot distil between the sweep's teacher(s) and student (a sentence),
+        or None when it fits; ``--method auto`` searches the methods that fit. Every method fits by
+        default; a method with requirements (a layer map, a shared architecture) says so here."""
+        return None
 
     @classmethod
     def option_classes(cls) -> list[type]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainables.layer_maps import PKD_MAPS, pkd_pairs
-from trainables.methods.base import Batch, distillation_space, model_inputs
+from trainables.methods.base import Batch, Pairing, distillation_space, model_inputs
 from trainables.methods.kd import KD
 from trainables.schema import hparam
 
@@ -26,6 +26,16 @@ class PatientKD(KD):
     def space(s) -> None:
         distillation_space(s)
         s("beta", {"low": 10.0, "high": 1000.0, "log": True})  # Sun et al.'s grid {10, ..., 1000}
+
+    @classmethod
+    def unfit(cls, pairing: Pairing) -> str | None:
+        """Patient KD needs an intermediate layer map: a student of 2+ layers, teacher depths a
+        multiple of it, and the teachers' hidden size (the [CLS] states are compared)."""
+        if pairing.student_layers is not None and pairing.student_layers < 2:
+            return f"a {pairing.student_layers}-layer student has no intermediate layer to map"
+        if not pairing.same_architecture:
+            return "the student's architecture (model type, hidden size) differs from the teacher's"
+        return pairing.layer_map_error()
 
     def __init__(self, cfg, task, student, teachers):
         from trainables.models import num_layers

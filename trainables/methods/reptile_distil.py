@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
 from trainables.layer_maps import STRATEGIES, layer_map
-from trainables.methods.base import Batch, MetaSteps, distillation_space, model_inputs
+from trainables.methods.base import Batch, MetaSteps, Pairing, distillation_space, model_inputs
 from trainables.methods.kd import KD
 from trainables.schema import hparam
 
@@ -98,6 +98,14 @@ class ReptileDistil(MetaSteps, KD):
     def space(s) -> None:
         distillation_space(s)
         s("update_strategy")
+
+    @classmethod
+    def unfit(cls, pairing: Pairing) -> str | None:
+        """The teacher moves toward the student on mapped parameters: the same architecture, and
+        teacher depths a multiple of the student's."""
+        if not pairing.same_architecture:
+            return "the student's architecture (model type, hidden size) differs from the teacher's"
+        return pairing.layer_map_error()
 
     def __init__(self, cfg, task, student, teachers):
         super().__init__(cfg, task, student, teachers)
