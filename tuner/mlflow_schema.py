@@ -57,7 +57,7 @@ MODEL_PARAMS = MODEL_KEYS
 #: final metrics of a trial run (plus ``best_eval_<m>`` for each task metric); eval_score is last
 FINAL_METRICS = ("best_eval_score", "train_seconds", "step_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
                  "student_layers", "teacher_layers", "param_ratio", "speedup", "student_infer_seconds",
-                 "teacher_infer_seconds", "eval_score")
+                 "teacher_infer_seconds", "latency_ms", "latency_ms_b32", "eval_score")
 
 ARTIFACT_STEP_LOGS = STEP_LOGS_FILE
 ARTIFACT_SUMMARY = TRIAL_SUMMARY_FILE
