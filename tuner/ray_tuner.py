@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tuner import tracking
+from tuner import objectives, tracking
 from tuner.spec import PreparedSweep, SweepSpec
 
 METRIC = "eval_score"  # what every sweep maximises: the task's primary dev metric
@@ -85,8 +85,10 @@ def _new_tuner(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experim
         persisted = study_storage.finished_trials(storage, spec.study_name)
     # the defaults baseline only opens a study (a continued one has its baseline already)
     points = [default_point(prep)] if spec.defaults_first and not persisted else None
-    # a define-by-run space ignores TuneConfig's metric: the searcher is given it too
-    searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=METRIC, mode="max", sampler=sampler,
+    # a define-by-run space ignores TuneConfig's metric: the searcher is given it too (TuneConfig's
+    # single metric only names ResultGrid's best, which the sweep does not use: tuner.summary)
+    metric, mode = objectives.metrics_and_modes(spec.objectives)  # lists in a multi-objective search
+    searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=metric, mode=mode, sampler=sampler,
                                                points_to_evaluate=[p for p in points or [] if p] or None,
                                                storage=storage, study_name=spec.study_name if storage else None),
                                   max_concurrent=spec.max_concurrent)
