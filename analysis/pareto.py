@@ -95,13 +95,13 @@ def front_frame(rows: Sequence[dict], objectives: Sequence[str]) -> pd.DataFrame
     """One row per trial (``trial_id``, ``method``, ``student_id``, ``student_layers`` and the
     objectives' values) with ``label`` and ``on_front`` added; the front first, best score first."""
     objectives = check_objectives(objectives)
-    frame = pd.DataFrame(list(rows))
+    frame = pd.DataFrame(list(rows)) if rows else pd.DataFrame(columns=[*ID_COLUMNS, *objectives])
     for col in (*ID_COLUMNS, *objectives):
         if col not in frame:
             frame[col] = None
     points = [[r[o] for o in objectives] for r in frame.to_dict("records")]
     front = set(pareto_front(points, [OBJECTIVE_MODES[o] for o in objectives]))
-    frame["on_front"] = [i in front for i in range(len(frame))]
+    frame["on_front"] = pd.Series([i in front for i in range(len(frame))], index=frame.index, dtype=bool)
     frame["label"] = [f"{m} {student_label(s, k)}" for m, s, k in
                       zip(frame["method"], frame["student_id"], frame["student_layers"])]
     extra = [c for c in frame.columns if c not in (*ID_COLUMNS, *objectives, "on_front")]

@@ -69,6 +69,13 @@ def test_front_frame_sorts_labels_and_tables():
     assert "| b | kd small-bert | 0.9 | 100 |" in table and "| c |" not in table
 
 
+def test_no_finished_trial_is_an_empty_front_not_an_error(tmp_path):
+    frame = pareto.front_frame([], ["eval_score", "latency_ms"])
+    assert frame.empty and list(frame.columns)[:7] == [*pareto.ID_COLUMNS, "eval_score", "latency_ms"]
+    paths = pareto.write_outputs(frame, ["eval_score", "latency_ms"], str(tmp_path), "t")
+    assert "0 of 0 trials" in open(paths["md"]).read() and os.path.getsize(paths["png"]) > 0
+
+
 # ---- objectives and students: checked before Ray starts ---------------------------------------------
 
 @pytest.mark.parametrize("value, message", [
