@@ -14,7 +14,9 @@ Two ways to choose trial configs:
   ``num_samples``), all other hyperparameters fixed: for studies (:mod:`tuner.study`).
 
 Scheduler ``asha`` (default for search: ASHA on ``eval_score`` with one evaluation as the time
-unit, grace period ``grace_period`` evaluations) or ``fifo`` (default for a grid).
+unit, grace period ``grace_period`` evaluations) or ``fifo`` (default for a grid). With
+``objectives`` the search is multi-objective and FIFO (:mod:`tuner.objectives`), and the sweep
+ends with the trials' Pareto front, whose highest ``eval_score`` is the best trial (:mod:`tuner.front`).
 
 The steps, each in its own module: before any trial starts everything is checked (method, config,
 space, task data: :func:`tuner.spec.prepare_sweep`; cluster resources, tracking store) and the
