@@ -59,13 +59,17 @@ def speedup_of(prep: PreparedRun) -> dict[str, float]:
 
 def latency_of(prep: PreparedRun) -> dict[str, float]:
     """The student's measured latency (ms) at batch 1 and 32 on the run's device
-    (:data:`trainables.profiling.LATENCY_KEYS`): the first dev row alone, and the first 32 dev rows
-    (repeated where dev has fewer) padded together; measured once per student, device and inputs,
-    in the table next to the fine-tuned teachers (:func:`trainables.profiling.measured_latency`)."""
+    (:data:`trainables.profiling.LATENCY_KEYS`), on real dev rows of typical length: the dev set is
+    ordered by length, so batch 1 is its middle row (the median length) and batch 32 holds 32 rows
+    evenly spaced over it (the shortest to the longest, padded together as a batch of mixed
+    requests would be); measured once per student, device and inputs, in the table next to the
+    fine-tuned teachers (:func:`trainables.profiling.measured_latency`)."""
     engine = prep.engine
     dev = engine.loaders.dev
-    rows = [dev.dataset[i % len(dev.dataset)] for i in range(max(LATENCY_KEYS))]
-    batches = {size: dev.collate_fn(rows[:size]) for size in LATENCY_KEYS}
+    n = len(dev.dataset)
+    picks = {1: [n // 2]}
+    picks.update({size: [round(i * (n - 1) / (size - 1)) for i in range(size)] for size in LATENCY_KEYS if size > 1})
+    batches = {size: dev.collate_fn([dev.dataset[i] for i in picks[size]]) for size in LATENCY_KEYS}
     shapes = ",".join("x".join(map(str, b["input_ids"].shape)) for b in batches.values())
     key = "|".join([prep.student_info.source, str(prep.student_info.layers), engine.device_name(), shapes])
     return measured_latency(engine.method.student, batches, engine.device, key=key, folder=cache_root(prep.cfg))
