@@ -133,6 +133,8 @@ def markdown(frame: pd.DataFrame, objectives: Sequence[str], title: str) -> str:
 def plot_front(frame: pd.DataFrame, objectives: Sequence[str], path: str, title: str) -> list[str]:
     """Score against each cost objective, the front highlighted (see the module docstring);
     returns the PNG and PDF paths."""
+    from matplotlib.ticker import FuncFormatter
+
     from analysis.figure_style import new_figure, outside_legend, save_figure, series_style, set_score_axis
 
     costs = [o for o in objectives if o != SCORE]
@@ -146,8 +148,9 @@ def plot_front(frame: pd.DataFrame, objectives: Sequence[str], path: str, title:
     methods = sorted(data.loc[data["on_front"], "method"].astype(str).unique())
     for ax, cost in zip(axes, costs):
         rest = data[~data["on_front"]]
-        ax.scatter(rest[cost].astype(float), rest[SCORE], color="lightgray", edgecolor="gray", s=28,
-                   label="dominated trials", zorder=2)
+        if len(rest):
+            ax.scatter(rest[cost].astype(float), rest[SCORE], color="lightgray", edgecolor="gray", s=28,
+                       label="dominated trials", zorder=2)
         front = data[data["on_front"]].sort_values(cost)
         if len(costs) == 1 and len(front) > 1:
             ax.step(front[cost].astype(float), front[SCORE], where="post", color="black", linewidth=0.8,
@@ -163,8 +166,11 @@ def plot_front(frame: pd.DataFrame, objectives: Sequence[str], path: str, title:
         values = data[cost].astype(float)
         if len(values) and values.min() > 0 and values.max() / values.min() > 20:
             ax.set_xscale("log")
+        elif cost == "student_params":  # millions, not an offset multiplier
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:.3g}M"))
+        ax.margins(x=0.15)  # room for the labels of the outermost points
         ax.set_xlabel(AXIS_LABELS.get(cost, cost))
-        set_score_axis(ax, data[SCORE], AXIS_LABELS[SCORE])
+        set_score_axis(ax, data[SCORE], AXIS_LABELS[SCORE] if ax is axes[0] else "")
         ax.grid(alpha=0.3)
     outside_legend(axes[-1])
     fig.suptitle(title)
