@@ -111,6 +111,16 @@ def test_bad_multi_objective_specs(settings, message, tmp_path):
     assert message in str(info.value)
 
 
+def test_a_student_that_does_not_load_fails_before_ray(tiny_config, tmp_path):
+    from tuner.spec import prepare_sweep
+
+    spec = normalise(SweepSpec(method="kd", config=tiny_config, objectives="eval_score,student_params",
+                               students=f"{TRUNCATED},/no/such/student", storage_path=str(tmp_path),
+                               mlflow_uri="sqlite:///" + str(tmp_path / "m.db")))
+    with pytest.raises(UserError, match="/no/such/student"):
+        prepare_sweep(spec)
+
+
 def test_asha_asked_for_runs_fifo(tmp_path, capsys):
     spec = normalise(SweepSpec(method="kd", objectives="eval_score,latency_ms", scheduler="asha",
                                storage_path=str(tmp_path), mlflow_uri="sqlite:///" + str(tmp_path / "m.db")))

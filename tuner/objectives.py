@@ -111,16 +111,19 @@ def searches_students(spec) -> bool:
 
 def student_search(spec, cfg, space):
     """``space`` with the student searched (see the module docstring), for a sweep that
-    :func:`searches_students`; every student of ``--students`` is checked to load (its tokenizer)
-    here, before Ray starts."""
+    :func:`searches_students`; every student of ``--students`` is checked here, before Ray starts:
+    its config loads and its tokenizer (where it has one) is the teacher's."""
     from search_spaces.ranges import Int
     from search_spaces.students import TRUNCATED, with_students
+    from trainables.assembly import check_one_tokenizer
     from trainables.models import load_tokenizer, model_depth
 
     students = list(spec.students or [])
+    teacher = cfg.teacher_checkpoint or cfg.teacher
     for name in students:
         if name != TRUNCATED:
-            load_tokenizer(name)
+            model_depth(name)  # a bad model id fails here
+            check_one_tokenizer(load_tokenizer(teacher), [teacher], name)
     truncated = not students or TRUNCATED in students
     layers = None
     if truncated and not cfg.student and "student_layers" not in space.fixed:
