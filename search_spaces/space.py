@@ -76,7 +76,8 @@ class SearchSpace:
     """One sweep's space: a method's space function + ``--space`` ranges + ``--set`` values.
 
     Calling it with an Optuna trial samples the searched names (Optuna records them) and returns
-    the fixed ones, which Ray merges into the trial's config.
+    the fixed ones (and any dict the space function returns), which Ray merges into the trial's
+    config.
     """
 
     def __init__(self, method: str, fn: SpaceFn, method_cls: type, *,
@@ -89,11 +90,11 @@ class SearchSpace:
 
     def __call__(self, trial) -> dict[str, Any]:
         s = Suggest(trial, self.method_cls, self.ranges, self.fixed, self.defaults)
-        self.fn(s)
+        extra = self.fn(s)  # a function may return config values of its own (search_spaces.students)
         for name in self.ranges:  # --space names the method's function does not search
             if name not in s.seen:
                 s(name)
-        return dict(self.fixed)
+        return {**(extra if isinstance(extra, dict) else {}), **self.fixed}
 
     def searched(self) -> dict[str, Distribution]:
         """The names this space searches and their ranges (conditional branches taken with the

@@ -57,3 +57,12 @@ def test_an_unwritable_folder_still_gives_a_measurement(tmp_path):
     out = profiling.measured_speedup(Scaled(1), Scaled(4), BATCHES, torch.device("cpu"), key="k",
                                      folder=str(blocker / "cache"))
     assert out["speedup"] > 0
+
+
+def test_latency_is_measured_per_batch_size_once_per_key(tmp_path):
+    batches = {1: {"input_ids": torch.randn(1, 64)}, 32: {"input_ids": torch.randn(32, 64)}}
+    first = profiling.measured_latency(Scaled(2), batches, torch.device("cpu"), key="s|cpu", folder=str(tmp_path))
+    assert set(first) == {"latency_ms", "latency_ms_b32"} and min(first.values()) > 0
+    again = profiling.measured_latency(Scaled(50), batches, torch.device("cpu"), key="s|cpu", folder=str(tmp_path))
+    assert again == first   # the table's value for that student and device, not a new measurement
+    assert json.loads((tmp_path / profiling.LATENCY_FILE).read_text()) == {"s|cpu": first}

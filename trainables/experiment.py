@@ -15,7 +15,7 @@ from trainables.assembly import (PreparedRun, assemble, check_one_tokenizer, hol
                                  load_task, save_model, train_and_save)
 from trainables.config import DistillConfig
 from trainables.engine import Reporter, TrainResult
-from trainables.profiling import measured_speedup
+from trainables.profiling import LATENCY_KEYS, measured_latency, measured_speedup
 from trainables.teacher_cache import cache_root
 from trainables.teacher import resolve_teachers
 
@@ -39,6 +39,7 @@ def summarise(prep: PreparedRun, result: TrainResult, seconds: float) -> dict:
         out.update(teacher_params=prep.teacher_info.params, teacher_layers=prep.teacher_info.layers,
                    param_ratio=prep.teacher_info.params / prep.student_info.params)
         out.update(speedup_of(prep))
+    out.update(latency_of(prep))
     return out
 
 
@@ -54,6 +55,24 @@ def speedup_of(prep: PreparedRun) -> dict[str, float]:
     key = "|".join([prep.teacher_paths[0], prep.student_info.source, engine.device_name(), shapes])
     return measured_speedup(engine.method.student, engine.method.teachers[0], batches, engine.device,
                             key=key, folder=cache_root(prep.cfg))
+
+
+def latency_of(prep: PreparedRun) -> dict[str, float]:
+    """The student's measured latency (ms) at batch 1 and 32 on the run's device
+    (:data:`trainables.profiling.LATENCY_KEYS`), on real dev rows of typical length: the dev set is
+    ordered by length, so batch 1 is its middle row (the median length) and batch 32 holds 32 rows
+    evenly spaced over it (the shortest to the longest, padded together as a batch of mixed
+    requests would be); measured once per student, device and inputs, in the table next to the
+    fine-tuned teachers (:func:`trainables.profiling.measured_latency`)."""
+    engine = prep.engine
+    dev = engine.loaders.dev
+    n = len(dev.dataset)
+    picks = {1: [n // 2]}
+    picks.update({size: [round(i * (n - 1) / (size - 1)) for i in range(size)] for size in LATENCY_KEYS if size > 1})
+    batches = {size: dev.collate_fn([dev.dataset[i] for i in picks[size]]) for size in LATENCY_KEYS}
+    shapes = ",".join("x".join(map(str, b["input_ids"].shape)) for b in batches.values())
+    key = "|".join([prep.student_info.source, str(prep.student_info.layers), engine.device_name(), shapes])
+    return measured_latency(engine.method.student, batches, engine.device, key=key, folder=cache_root(prep.cfg))
 
 
 def run(cfg: DistillConfig, *, report: Reporter | None = None, resume_from: str | None = None,

@@ -17,7 +17,8 @@ At each evaluation the trial calls ``ray.tune.report`` with
 After training it reports once more: ``final_report = 1``, ``eval_score`` and ``best_eval_<m>``
 of the selected student (``select``: the best dev evaluation, by default, or the last one),
 ``test_<m>`` where the task has a labelled test split, ``train_seconds``, sizes, ``param_ratio``, ``speedup``,
-inference times; with a final checkpoint holding the best student (``student/``, saved with its
+inference times, the student's latency (``latency_ms`` at batch 1, ``latency_ms_b32``; also in every
+evaluation's report); with a final checkpoint holding the best student (``student/``, saved with its
 tokenizer, ready to deploy), ``summary.json`` and ``step_logs.csv``. The final report carries no
 ``evaluation`` key, so ASHA does not treat it as another rung. A trial restarted from a final
 checkpoint (a resumed sweep whose driver died after the trial ended) re-reports its final result
@@ -289,11 +290,11 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str, checkpoi
     held: dict[str, PreparedRun] = {}
 
     def on_prepared(prep: "PreparedRun") -> None:
-        from trainables.experiment import speedup_of
+        from trainables.experiment import latency_of, speedup_of
 
         held["prep"] = prep
-        # sizes and the measured speed-up in every report: a trial stopped early has them too
-        state.model = {**model_info(prep), GPU_IDS: gpus, **speedup_of(prep)}
+        # sizes, the measured speed-up and latency in every report: a trial stopped early has them too
+        state.model = {**model_info(prep), GPU_IDS: gpus, **speedup_of(prep), **latency_of(prep)}
 
     def report(metrics: dict, save_checkpoint: Callable[[str], None]) -> None:
         state.evaluation += 1

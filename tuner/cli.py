@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dynamics": ("analysis.dynamics", "alpha/beta and teacher/student curves against the step"),
     "importance": ("analysis.importance", "hyperparameter importances and recommendations"),
     "paper-table": ("analysis.paper_table", "per-seed results -> the papers' table"),
+    "pareto": ("analysis.pareto", "a multi-objective sweep's Pareto front (table, figure) from MLflow"),
     "bench": ("trainables.bench", "time and memory of one training step per method"),
     "bench-sweep": ("tuner.bench_sweep", "trials/hour at 1, 2 and 4 trials per GPU"),
 }

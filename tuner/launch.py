@@ -83,6 +83,12 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
         g.add_argument("--space", default=None, metavar="FILE", help="YAML overriding search ranges")
         g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="grid over a hyperparameter instead of the search (repeatable)")
+        g.add_argument("--objectives", default=None, metavar="A,B",
+                       help="multi-objective search: eval_score and costs among student_params, latency_ms "
+                            "(batch 1), latency_ms_b32; FIFO; writes the Pareto front (see tuner.objectives)")
+        g.add_argument("--students", default=None, metavar="A,B,C",
+                       help="search the student among these model names/paths ('truncated': the default "
+                            "student, whose --student-layers is then searched)")
     else:
         p.set_defaults(space=None, grid=[])
     g.add_argument("--scheduler", default=None, choices=SCHEDULERS,
@@ -216,6 +222,7 @@ def spec_from_args(args: argparse.Namespace):
         evals_per_epoch=args.evals_per_epoch, checkpoint_every=args.checkpoint_every,
         max_failures=args.max_failures,
         search_seed=args.search_seed, defaults_first=args.defaults_first,
+        objectives=args.objectives, students=args.students,
         study_storage=args.study_storage, study_name=args.study_name, register_model=args.register_model, seeds=args.seeds, mlflow_uri=args.mlflow_uri,
         experiment=args.experiment, storage_path=args.storage_path, name=args.name, address=args.address,
         tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1,

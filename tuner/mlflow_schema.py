@@ -68,7 +68,13 @@ MODEL_PARAMS = MODEL_KEYS
 #: final metrics of a trial run (plus ``best_eval_<m>`` for each task metric); eval_score is last
 FINAL_METRICS = ("best_eval_score", "train_seconds", "step_seconds", "step_ms", "peak_mem_mb", "student_params", "teacher_params",
                  "student_layers", "teacher_layers", "param_ratio", "speedup", "student_infer_seconds",
-                 "teacher_infer_seconds", "eval_score")
+                 "teacher_infer_seconds", "latency_ms", "latency_ms_b32", "eval_score")
+
+#: the final metrics a multi-objective sweep may trade off, and the direction of each
+#: (:mod:`tuner.objectives`, :mod:`analysis.pareto`); the sweep's objectives are its parent run's
+#: param :data:`PARAM_OBJECTIVES` (comma-separated)
+OBJECTIVE_MODES = {"eval_score": "max", "student_params": "min", "latency_ms": "min", "latency_ms_b32": "min"}
+PARAM_OBJECTIVES = "sweep.objectives"
 
 ARTIFACT_STEP_LOGS = STEP_LOGS_FILE
 ARTIFACT_SUMMARY = TRIAL_SUMMARY_FILE

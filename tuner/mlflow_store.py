@@ -72,13 +72,16 @@ def param_value(value: Any) -> str:
 def config_params(config: dict[str, Any], method: str | None = None) -> dict[str, str]:
     """The DistillConfig fields of ``config`` as MLflow params: every setup field, and the
     hyperparameters ``method`` reads (:meth:`~trainables.methods.base.Method.hyperparameters`; all
-    of them without a method); unset (None) values are left out rather than written as "None"."""
+    of them without a method); unset (None) values are left out rather than written as "None", and so
+    is ``student_layers`` with a named ``student``."""
     from trainables.config import HPARAMS
     from trainables.methods import get_method
 
     used = get_method(method).hyperparameters() if method else set(HPARAMS)
     fields = DistillConfig().to_dict()
     values = {k: config.get(k, v) for k, v in fields.items() if k not in HPARAMS or k in used}
+    if values.get("student"):  # a named student: student_layers (the truncated student's) is unread, and
+        values.pop("student_layers", None)  # the model's own layer count is logged under that name
     return {k: param_value(v) for k, v in values.items() if v is not None}
 
 

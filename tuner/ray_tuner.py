@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tuner import tracking
+from tuner import objectives, tracking
 from tuner.spec import PreparedSweep, SweepSpec
 
 METRIC = "eval_score"  # what every sweep maximises: the task's primary dev metric
@@ -91,8 +91,10 @@ def _new_tuner(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experim
     points = None
     if spec.defaults_first and not persisted:  # a multi-method space has one baseline per method
         points = prep.space.default_points(prep.base) if spec.methods else [default_point(prep)]
-    # a define-by-run space ignores TuneConfig's metric: the searcher is given it too
-    searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=METRIC, mode="max", sampler=sampler,
+    # a define-by-run space ignores TuneConfig's metric: the searcher is given it too (TuneConfig's
+    # single metric only names ResultGrid's best, which the sweep does not use: tuner.summary)
+    metric, mode = objectives.metrics_and_modes(spec.objectives)  # lists in a multi-objective search
+    searcher = ConcurrencyLimiter(OptunaSearch(space=prep.space, metric=metric, mode=mode, sampler=sampler,
                                                points_to_evaluate=[p for p in points or [] if p] or None,
                                                storage=storage, study_name=spec.study_name if storage else None),
                                   max_concurrent=spec.max_concurrent)

@@ -19,6 +19,7 @@ from typing import Any
 from trainables.config import HPARAMS, DistillConfig, parse_assignments
 from trainables.errors import UserError
 
+from tuner import objectives
 from tuner.mlflow_schema import DEFAULT_EXPERIMENT, resolve_tracking_uri
 
 SCHEDULERS = ("asha", "fifo")
@@ -49,6 +50,10 @@ class SweepSpec:
     max_failures: int = 1                 # retries of a failed trial (from its last checkpoint)
     search_seed: int = 0
     defaults_first: bool = True           # the first trial runs the config defaults (a baseline)
+    #: multi-objective search (tuner.objectives): e.g. ["eval_score", "student_params"]; FIFO
+    objectives: list[str] | None = None
+    #: a searched choice of students (model names/paths; "truncated": the default student)
+    students: list[str] | None = None
     study_storage: str | None = None      # Optuna RDB URL: continue the study across sweeps
     study_name: str | None = None         # default <method>-<task> (with study_storage)
     register_model: str | None = None     # register the best student under this Model Registry name
@@ -81,7 +86,7 @@ class SweepSpec:
 
     @property
     def scheduler_name(self) -> str:
-        return self.scheduler or ("fifo" if self.grid else "asha")
+        return self.scheduler or ("fifo" if self.grid or self.objectives else "asha")
 
     @property
     def task(self) -> str:
@@ -119,6 +124,7 @@ def normalise(spec: SweepSpec) -> SweepSpec:
     if "/" in spec.name or spec.name in (".", ".."):
         raise UserError(f"--name {spec.name!r} must be a plain folder name")
     spec.mlflow_uri = resolve_tracking_uri(spec.mlflow_uri)
+    objectives.check_spec(spec)
     if spec.study_storage:
         from tuner import study_storage
 
@@ -219,6 +225,8 @@ def prepare_sweep(spec: SweepSpec) -> PreparedSweep:
             space = build_multi_space(spec.methods, overrides, fixed)
         else:
             space = build_space(spec.method, overrides, fixed)
+        if objectives.searches_students(spec):
+            space = objectives.student_search(spec, cfg, space)
         space.describe()  # runs the space function once: a broken space fails here
     elif spec.space:
         raise UserError("a grid sweep takes no --space (all other hyperparameters are fixed)")

@@ -14,7 +14,9 @@ Two ways to choose trial configs:
   ``num_samples``), all other hyperparameters fixed: for studies (:mod:`tuner.study`).
 
 Scheduler ``asha`` (default for search: ASHA on ``eval_score`` with one evaluation as the time
-unit, grace period ``grace_period`` evaluations) or ``fifo`` (default for a grid).
+unit, grace period ``grace_period`` evaluations) or ``fifo`` (default for a grid). With
+``objectives`` the search is multi-objective and FIFO (:mod:`tuner.objectives`), and the sweep
+ends with the trials' Pareto front, whose highest ``eval_score`` is the best trial (:mod:`tuner.front`).
 
 The steps, each in its own module: before any trial starts everything is checked (method, config,
 space, task data: :func:`tuner.spec.prepare_sweep`; cluster resources, tracking store) and the
@@ -39,8 +41,9 @@ from typing import Any
 
 from trainables.errors import UserError, check_writable_dir
 
-from tuner import cluster, method_table, ray_tuner, summary as summaries, timing, tracking
+from tuner import cluster, front as pareto, method_table, ray_tuner, summary as summaries, timing, tracking
 from tuner.console import quiet_console
+from tuner.mlflow_schema import PARAM_OBJECTIVES
 from tuner.record import record_path, resume_command, resume_spec, write_record
 from tuner.spec import PreparedSweep, SweepSpec, expected_trials, normalise, prepare_sweep
 from tuner.teacher_stage import fine_tune_teachers
@@ -107,7 +110,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             with watch.stage("trials"):
                 results = ray_tuner.fit(prep, spec, parent_run_id, experiment_id, restore=resume)
             trials = summaries.collect_trials(results)
-            best = summaries.best_trial(trials)
+            front = pareto.front_of(spec, prep, trials)  # a multi-objective sweep: best on its front
+            best = front.best if front is not None else summaries.best_trial(trials)
             student_path = student_model = None
             if best is not None and best.get("_checkpoint") is not None:
                 student_path = summaries.export_student(
@@ -134,6 +138,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             if spec.methods:  # a multi-method sweep: each method's best, the winner
                 summary.update(method_table.build(trials, spec.methods, best, summaries.best_trial))
             summary["interrupted"] = interrupted
+            summary["pareto"] = pareto.save(front, spec, prep.tracking_uri, parent_run_id) if front else None
             summary["best_student_model"] = student_model  # the MLflow model URI (pyfunc)
             summary["packing"] = packing
             if spec.study_storage:
@@ -165,6 +170,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
         print(summaries.format_summary(summary))
         if summary.get("per_method"):
             print(method_table.format_table(summary))
+        if summary.get("pareto"):
+            print(pareto.format_front(summary["pareto"]))
     return summary
 
 
@@ -175,6 +182,8 @@ def _parent_params(prep: PreparedSweep, spec: SweepSpec) -> dict[str, Any]:
         "sweep.max_concurrent": spec.max_concurrent, "sweep.cpus_per_trial": spec.cpus_per_trial,
         "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.search_seed": spec.search_seed,
         "sweep.grid": json.dumps(prep.grid) if prep.grid else "None",
+        PARAM_OBJECTIVES: ",".join(spec.objectives) if spec.objectives else "None",
+        "sweep.students": ",".join(spec.students) if spec.students else "None",
         "sweep.space": json.dumps(dict(prep.space.describe())) if prep.space else "None",
         "sweep.budget": spec.budget,
     })

@@ -44,7 +44,7 @@ _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
     "time_this_iter_s", "time_total_s", "timestamp", "pid", "iterations_since_restore",
     "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total",
     # constants of the trial (in every report, logged once as final metrics)
-    "speedup", "student_infer_seconds", "teacher_infer_seconds"}
+    "speedup", "student_infer_seconds", "teacher_infer_seconds", "latency_ms", "latency_ms_b32"}
 
 
 def _error_reason(trial) -> str:
