@@ -154,7 +154,9 @@ def add_multi_method_args(p: argparse.ArgumentParser) -> None:
     from tuner.budget import BUDGETS, DEFAULT, UNITS
 
     g = option_group(p, "search")
-    g.add_argument("--methods", default=None, metavar="M1,M2,...",
+    # dest search_methods: tuner.reproduce has its own --methods (one sweep per method) and builds
+    # each sweep's spec with spec_from_args
+    g.add_argument("--methods", dest="search_methods", default=None, metavar="M1,M2,...",
                    help="search over these methods in one study: the method is a searched choice and each "
                         "method's own space follows it (--method auto: every method that fits the "
                         "teacher/student pair; see docs/sweeps.md)")
@@ -167,10 +169,10 @@ def _methods_of(args: argparse.Namespace) -> list[str] | None:
     """The multi-method list of the command line (``--methods`` or ``--method auto``), or None."""
     from tuner.method_choice import AUTO, split_methods
 
-    methods = split_methods(getattr(args, "methods", None))
+    methods = split_methods(getattr(args, "search_methods", None))
     if methods and args.method:
         raise UserError(f"give either --method or --methods, not both (got --method {args.method} and "
-                        f"--methods {args.methods})")
+                        f"--methods {args.search_methods})")
     if args.method == AUTO:
         return [AUTO]
     return methods
@@ -215,7 +217,7 @@ def spec_from_args(args: argparse.Namespace):
     grid = {k.replace("-", "_"): [v.strip() for v in vals.split(",") if v.strip()]
             for k, vals in _pairs(args.grid, "--grid").items()}
     return SweepSpec(
-        method=method, methods=methods, budget=args.budget, config=config, fixed=fixed, space=space, grid=grid or None,
+        method=method, methods=methods, budget=getattr(args, "budget", "steps"), config=config, fixed=fixed, space=space, grid=grid or None,
         num_samples=args.num_samples, scheduler=args.scheduler, grace_period=args.grace_period,
         reduction_factor=args.reduction_factor, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
