@@ -239,3 +239,28 @@ def test_the_front_is_remade_from_mlflow(pareto_sweep, tmp_path, capsys):
     assert os.path.getsize(paths["png"]) > 0 and os.path.getsize(paths["pdf"]) > 0
     with open(os.path.join(pareto_sweep["dir"], "summary.json")) as fh:
         assert json.load(fh)["pareto"]["best_trial_id"] == section["best_trial_id"]
+
+
+def test_methods_and_objectives_search_the_method_and_the_student_together(tiny_config, tiny_bert4, tmp_path):
+    """``--methods kd,metadistil --objectives ...``: one study draws the method, then that method's
+    hyperparameters and the truncated student's layer count (1 .. the teacher's 4)."""
+    import optuna
+
+    from tuner.spec import prepare_sweep
+
+    spec = normalise(SweepSpec(method="kd", methods=["kd", "metadistil"], config={**tiny_config, "teacher": tiny_bert4},
+                               objectives="eval_score,student_params", num_samples=4, storage_path=str(tmp_path),
+                               mlflow_uri="sqlite:///" + str(tmp_path / "m.db")))
+    prep = prepare_sweep(spec)
+    assert spec.scheduler_name == "fifo"
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        config = prep.space(trial)
+        method = config["method"]
+        layers = trial.params[f"{method}.student_layers"]
+        assert 1 <= layers <= 4 and config["student_layers"] == layers
+        seen.add((method, layers))
+        study.tell(trial, [0.5, float(layers)])
+    assert {m for m, _ in seen} == {"kd", "metadistil"} and len({n for _, n in seen}) > 1

@@ -118,6 +118,8 @@ def student_search(spec, cfg, space):
     from trainables.assembly import check_one_tokenizer
     from trainables.models import load_tokenizer, model_depth
 
+    from search_spaces.multi import MultiSpace
+
     students = list(spec.students or [])
     teacher = cfg.teacher_checkpoint or cfg.teacher
     for name in students:
@@ -125,8 +127,14 @@ def student_search(spec, cfg, space):
             model_depth(name)  # a bad model id fails here
             check_one_tokenizer(load_tokenizer(teacher), [teacher], name)
     truncated = not students or TRUNCATED in students
-    layers = None
-    if truncated and not cfg.student and "student_layers" not in space.fixed:
-        depth = model_depth(cfg.teacher) or cfg.student_layers
-        layers = space.ranges.get("student_layers") or (Int(1, depth) if depth > 1 else None)
-    return with_students(space, students, layers)
+    depth = model_depth(cfg.teacher) or cfg.student_layers
+
+    def joined(one):
+        layers = None
+        if truncated and not cfg.student and "student_layers" not in one.fixed:
+            layers = one.ranges.get("student_layers") or (Int(1, depth) if depth > 1 else None)
+        return with_students(one, students, layers)
+
+    if isinstance(space, MultiSpace):  # --methods: each method's space searches the student after it
+        return MultiSpace({method: joined(one) for method, one in space.spaces.items()})
+    return joined(space)
