@@ -54,7 +54,7 @@ def test_ray_tunes_restore_hint_is_dropped_only_inside_a_sweep(caplog):
     tune_logger = logging.getLogger("ray.tune.tune")
     before = os.environ.get("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
     with caplog.at_level(logging.WARNING):
-        with console.quiet_console(quiet=True):
+        with console.sweep_console(quiet=True):
             assert os.environ["RAY_AIR_NEW_OUTPUT"] == "0"
             assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
             tune_logger.warning(hint)

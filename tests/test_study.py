@@ -24,7 +24,7 @@ def test_each_method_sweeps_its_own_grid(monkeypatch, tmp_path):
     monkeypatch.setattr(study, "teacher_depth", lambda cfg: depth[cfg.method])
     args = study.build_parser().parse_args([
         "--study", "student-size", "--mlflow-uri", f"sqlite:///{tmp_path}/nothing-yet.db",
-        "--storage-path", str(tmp_path / "ray")])
+        "--storage-path", str(tmp_path / "ray"), "--system-metrics", "0.5"])
 
     names, task, grids = study.run_study(args, study.get_study("student-size"), ["kd", "metadistil"], None)
 
@@ -32,6 +32,7 @@ def test_each_method_sweeps_its_own_grid(monkeypatch, tmp_path):
     assert [s.method for s in specs] == ["kd", "metadistil"] and len(names) == 2 and task == "sst2"
     assert {s.method: s.grid["student_layers"] for s in specs} == grids
     assert all(s.grid["seed"] == [42] for s in specs)
+    assert all(s.system_metrics == 0.5 for s in specs)  # passed on to every method's sweep
 
 
 def test_analysis_sensitivity_is_the_same_command():

@@ -10,7 +10,7 @@ final trial table even at verbosity 0, and the "Current best trial" line with fl
 * :class:`SweepReporter` (verbosity >= 1) prints, when a trial starts or ends and at least every
   30 s, the trial counts by status, the resources in use, the current best trial with its
   parameters and a one-row-per-trial table, every float to 4 significant digits;
-* :func:`quiet_console` (every sweep) drops Ray Tune's "Resume experiment with: Tuner.restore(...)"
+* :func:`sweep_console` (every sweep) drops Ray Tune's "Resume experiment with: Tuner.restore(...)"
   hint after Ctrl-C (the sweep prints its own ``--resume`` command, :func:`tuner.record.resume_command`),
   and with ``quiet`` turns off MLflow's "View run ... / View experiment ..." lines (printed when a
   run ends on a tracking server; ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT``).
@@ -141,7 +141,7 @@ class _DropTuneRestoreHint(logging.Filter):
 
 
 @contextlib.contextmanager
-def quiet_console(quiet: bool) -> Iterator[None]:
+def sweep_console(quiet: bool) -> Iterator[None]:
     """Around ``Tuner.fit``: Tune's classic reporting path, no ``Tuner.restore`` hint, and with
     ``quiet`` no MLflow "View run" lines (the environment is restored afterwards)."""
     settings = {"RAY_AIR_NEW_OUTPUT": "0"}

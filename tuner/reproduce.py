@@ -222,9 +222,9 @@ def reproduce(args: argparse.Namespace) -> dict[str, Any]:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    from tuner.console import quiet_console
+    from tuner.console import sweep_console
 
-    with quiet_console(args.quiet):  # also the comparison's own run: no MLflow 'View run' lines
+    with sweep_console(args.quiet):  # also the comparison's own run: no MLflow 'View run' lines
         return reproduce(args)
 
 

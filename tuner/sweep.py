@@ -42,7 +42,7 @@ from typing import Any
 from trainables.errors import UserError, check_writable_dir
 
 from tuner import cluster, front as pareto, method_table, ray_tuner, summary as summaries, timing, tracking
-from tuner.console import quiet_console
+from tuner.console import sweep_console
 from tuner.mlflow_schema import PARAM_OBJECTIVES
 from tuner.record import record_path, resume_command, resume_spec, write_record
 from tuner.spec import PreparedSweep, SweepSpec, expected_trials, normalise, prepare_sweep
@@ -82,7 +82,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
     tracking.check_tracking_uri(prep.tracking_uri)
 
     ray_started = time.perf_counter()
-    with quiet_console(not spec.verbose), cluster.connect(spec.address) as conn:
+    with sweep_console(not spec.verbose), cluster.connect(spec.address) as conn:
         watch.mark("ray_start", ray_started)
         resources = cluster.check_trial_resources(spec.cpus_per_trial, spec.gpus_per_trial)
         packing = cluster.packing(spec.cpus_per_trial, spec.gpus_per_trial, spec.max_concurrent)
