@@ -37,6 +37,7 @@ from trainables.schema import hparam
 class MetaAdaptiveKD(MetaDistil):
     name = "meta-adaptive-kd"
     reads = ("beta",)  # the initial weight of the task loss
+    learned = ("alpha", "beta")  # the loss weights' first values; then meta-learned
 
     @dataclass
     class Options:
