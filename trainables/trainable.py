@@ -60,6 +60,14 @@ MODEL_KEYS = ("teacher_id", "student_id", "teacher_params", "student_params", "t
 #: reported first, so Ray Tune's trial table (which shows a result's first few metrics) has them
 _SHOWN = ("eval_score", "best_eval_score", "step", "train_loss")
 
+#: population-based training: ``hp/<name>`` = a reported hyperparameter's current value; the first
+#: report after an exploit (the trial restarted from another trial's checkpoint with a perturbed
+#: config) carries ``pbt_exploit = 1`` and ``pbt_exploited_from`` (the other trial's id)
+HP_PREFIX = "hp/"
+EXPLOIT = "pbt_exploit"
+EXPLOITED_FROM = "pbt_exploited_from"
+LAST_EVALUATION = "pbt_last_evaluation"  # 1 in a PBT trial's report of its last evaluation
+
 STATE_FILE = "trial_state.json"
 SKIPPED = "corrupt_checkpoints"  # in the reports of a trial that skipped unreadable checkpoints
 STEP_LOGS_FILE = "step_logs.csv"
@@ -204,12 +212,14 @@ def quiet_worker() -> None:
 
 
 def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = None,
-                   checkpoint_every: int = 1) -> Callable[[dict], None]:
+                   checkpoint_every: int = 1, report_hparams: tuple[str, ...] = ()) -> Callable[[dict], None]:
     """The Tune function trainable of ``method``: ``trainable(config)``.
 
     ``base`` holds the config fields the sweep does not vary (validated by the caller);
     ``threads`` sets torch's CPU threads in the trial (the trial's CPU share);
-    ``checkpoint_every`` evaluations a checkpoint is reported (the final one always is).
+    ``checkpoint_every`` evaluations a checkpoint is reported (the final one always is);
+    ``report_hparams``: hyperparameters whose current numeric values each evaluation reports as
+    ``hp/<name>`` (population-based training changes them during a trial).
     """
     base = {**base, "method": method}
     checkpoint_every = max(1, int(checkpoint_every))
@@ -227,20 +237,36 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
         cfg = DistillConfig.from_dict({**base, **config})
         node = ray.get_runtime_context().get_node_id()
         gpus = gpu_ids(ray.get_gpu_ids(), cfg.device)
+        hparams = {f"{HP_PREFIX}{k}": getattr(cfg, k) for k in report_hparams if is_number(getattr(cfg, k, None))}
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
-            _train(cfg, _TrialState(), None, node, checkpoint_every, gpus)
+            _train(cfg, _TrialState(), None, node, checkpoint_every, gpus, hparams=hparams or None)
             return
+        donor = cloned_from(checkpoint)
         with usable_checkpoint(checkpoint) as (directory, state, skipped):
             extra = {SKIPPED: skipped} if skipped else {}
             if state.final is not None:  # it had finished: report the same result, train nothing
                 tune.report({**state.final, **extra, NODE: node})
                 return
-            _train(cfg, state, directory, node, checkpoint_every, gpus, extra)
+            first = {EXPLOIT: 1, EXPLOITED_FROM: donor} if donor and directory else {}
+            _train(cfg, state, directory, node, checkpoint_every, gpus, extra, hparams or None, first)
 
     trainable.__name__ = method.replace("-", "_")
     trainable.__qualname__ = trainable.__name__
     return trainable
+
+
+def cloned_from(checkpoint) -> str | None:
+    """The id of the trial whose checkpoint this trial starts from, where it is another trial's
+    (a population-based training exploit); None for the trial's own checkpoint."""
+    from ray import tune
+
+    own = os.path.basename(os.path.normpath(tune.get_context().get_trial_dir()))
+    folder = posixpath.basename(posixpath.dirname(checkpoint.path.rstrip("/")))
+    if folder == own:
+        return None
+    found = re.search(r"_([0-9a-f]{5}_\d{5})$", folder)
+    return found.group(1) if found else folder
 
 
 def gpu_ids(assigned: list, device: str) -> str:
@@ -260,7 +286,8 @@ def gpu_ids(assigned: list, device: str) -> str:
 
 
 def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
-           checkpoint_every: int, gpus: str = "none", extra: dict | None = None) -> None:
+           checkpoint_every: int, gpus: str = "none", extra: dict | None = None,
+           hparams: dict | None = None, first: dict | None = None) -> None:
     from ray import tune
 
     from trainables.experiment import run, save_model
@@ -283,7 +310,12 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
         result.update({k: v for k, v in metrics.items() if is_number(v)})
         result.update({f"best_{k}": v for k, v in state.best.items()})
         result.update(state.model)
-        result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {})})
+        result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {}), **(hparams or {})})
+        if first:  # the first report after a PBT exploit
+            result.update(first)
+            first.clear()
+        if hparams is not None and held["prep"].engine.step >= held["prep"].engine.total_steps:
+            result[LAST_EVALUATION] = 1
         if state.evaluation % checkpoint_every:
             tune.report(result)
             return

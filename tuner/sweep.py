@@ -39,7 +39,7 @@ from typing import Any
 
 from trainables.errors import UserError, check_writable_dir
 
-from tuner import cluster, ray_tuner, summary as summaries, timing, tracking
+from tuner import cluster, pbt, ray_tuner, summary as summaries, timing, tracking
 from tuner.record import record_path, resume_command, resume_spec, write_record
 from tuner.spec import PreparedSweep, SweepSpec, expected_trials, normalise, prepare_sweep
 from tuner.teacher_stage import fine_tune_teachers
@@ -106,6 +106,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             with watch.stage("trials"):
                 results = ray_tuner.fit(prep, spec, parent_run_id, experiment_id, restore=resume)
             trials = summaries.collect_trials(results)
+            exploits = pbt.attach_schedules(trials, results) if spec.scheduler_name == "pbt" else None
             best = summaries.best_trial(trials)
             student_path = student_model = None
             if best is not None and best.get("_checkpoint") is not None:
@@ -131,6 +132,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 experiment_id=experiment_id, seeds=seeds, address=conn["address"],
                 wall_seconds=watch.elapsed())
             summary["interrupted"] = interrupted
+            if exploits is not None:  # population-based training: each trial's schedule
+                summary["search"]["mode"] = "pbt"
+                summary["pbt"] = pbt.summary_section(spec, pbt.mutated(spec.method, prep.space), exploits)
             summary["best_student_model"] = student_model  # the MLflow model URI (pyfunc)
             summary["packing"] = packing
             if spec.study_storage:

@@ -1,0 +1,267 @@
+"""Population-based training (``--scheduler pbt``): Ray Tune's ``PopulationBasedTraining`` over a
+method's λ (``student_lr``), μ (``teacher_lr``, ``reptile_mu``), α (``alpha``) and T
+(``temperature``), its initial population, and each trial's hyperparameter schedule.
+
+* **What is perturbed** (:func:`mutated`): those of :data:`PBT_HPARAMS` that the sweep's space
+  searches (not fixed with ``--set``) and the method reads (``Method.hyperparameters``), less the
+  ones the method learns from a first value (``Method.learned``: meta-adaptive-kd's α). Their
+  ranges are the space's (``--space`` included); a perturbed value (×0.8 or ×1.2, or a resample
+  with ``resample_probability``) is clipped into its range (:class:`ClipToRanges`).
+* **The initial population** (:func:`initial_configs`): ``num_samples`` configs of the method's
+  whole define-by-run space drawn by Optuna's ``RandomSampler`` (seeded by ``search_seed``), the
+  first one the config defaults (the same baseline as a search); Ray's PBT takes no searcher, so
+  they go to Ray's ``BasicVariantGenerator`` as points to evaluate.
+* **The schedule**: PBT runs synchronously (every trial pauses at each perturbation point, so an
+  exploit copies a checkpoint of the same evaluation: a trial's evaluation count and step go on
+  without a gap or a repeat, and the checkpoint is still kept: :func:`checkpoints_to_keep`). Each
+  evaluation reports the searched hyperparameters' current values as ``hp/<name>`` (MLflow step
+  metrics), and the first report after an exploit ``pbt_exploit = 1`` and ``pbt_exploited_from``
+  (the donor trial's id); :func:`schedule_of` folds a trial's reports into segments of constant
+  values for the summary.
+
+The time unit is the evaluation (``evaluation`` in the reports); ``perturbation_interval`` must be
+a multiple of ``checkpoint_every`` (an exploit needs a checkpoint at the perturbation point).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ray.tune.schedulers import PopulationBasedTraining
+
+from trainables.errors import UserError
+from trainables.trainable import EVALUATION, EXPLOITED_FROM, HP_PREFIX, LAST_EVALUATION
+
+#: the hyperparameters PBT may perturb during training (λ, μ, α, T), where the method reads them
+PBT_HPARAMS = ("student_lr", "teacher_lr", "reptile_mu", "alpha", "temperature")
+#: the sweep settings of PBT, with their defaults (fields of :class:`tuner.spec.SweepSpec`)
+DEFAULTS = {"perturbation_interval": 2, "quantile_fraction": 0.25, "resample_probability": 0.25}
+
+
+def add_args(group) -> None:
+    """``--perturbation-interval``, ``--quantile-fraction``, ``--resample-probability``."""
+    d = DEFAULTS
+    group.add_argument("--perturbation-interval", type=int, default=d["perturbation_interval"], metavar="N",
+                       help="PBT: evaluations between perturbations (a multiple of --checkpoint-every; "
+                            f"default {d['perturbation_interval']})")
+    group.add_argument("--quantile-fraction", type=float, default=d["quantile_fraction"],
+                       help="PBT: the bottom fraction of trials that clone the top fraction at each "
+                            f"perturbation, in (0, 0.5] (default {d['quantile_fraction']:g})")
+    group.add_argument("--resample-probability", type=float, default=d["resample_probability"],
+                       help="PBT: chance that a cloned hyperparameter is drawn anew from its range instead of "
+                            f"scaled by 0.8 or 1.2 (default {d['resample_probability']:g})")
+
+
+def spec_fields(args) -> dict[str, Any]:
+    """The PBT fields of a SweepSpec from parsed ``add_args`` options."""
+    return {k: getattr(args, k, v) for k, v in DEFAULTS.items()}
+
+
+def check_settings(spec) -> None:
+    """The PBT settings of a spec (before Ray starts; the space is checked by :func:`mutated`)."""
+    if spec.grid:
+        raise UserError("--scheduler pbt evolves a population of searched configs; a --grid sweep has fixed "
+                        "ones (valid schedulers with --grid: asha, fifo)")
+    if spec.study_storage:
+        raise UserError("--scheduler pbt draws its population without TPE, so there is no Optuna study to keep "
+                        "(--study-storage)")
+    if spec.num_samples < 2:
+        raise UserError(f"--scheduler pbt needs a population of at least 2 trials (--num-samples), got "
+                        f"{spec.num_samples}")
+    if spec.perturbation_interval < 1:
+        raise UserError(f"--perturbation-interval must be >= 1 (evaluations), got {spec.perturbation_interval}")
+    if spec.perturbation_interval % spec.checkpoint_every:
+        raise UserError(f"--perturbation-interval {spec.perturbation_interval} must be a multiple of "
+                        f"--checkpoint-every {spec.checkpoint_every}: an exploit clones the checkpoint taken at "
+                        f"the perturbation point")
+    if not 0 < spec.quantile_fraction <= 0.5:
+        raise UserError(f"--quantile-fraction must be in (0, 0.5], got {spec.quantile_fraction}")
+    if not 0 <= spec.resample_probability <= 1:
+        raise UserError(f"--resample-probability must be in [0, 1], got {spec.resample_probability}")
+
+
+def mutated(method: str, space) -> dict[str, Any]:
+    """``{name: distribution}`` of the hyperparameters PBT perturbs (see the module doc); a
+    UserError when there is none."""
+    from trainables.methods import get_method
+
+    cls = get_method(method)
+    searched = space.searched()
+    names = [n for n in PBT_HPARAMS if n in searched and n in cls.hyperparameters() and n not in cls.learned]
+    if not names:
+        candidates = [n for n in PBT_HPARAMS if n in cls.hyperparameters() and n not in cls.learned]
+        raise UserError(f"--scheduler pbt perturbs {', '.join(candidates)} for {method}, but the sweep's space "
+                        f"searches none of them (fixed with --set or --space?)")
+    return {n: searched[n] for n in names}
+
+
+def _domain(dist):
+    """A Ray Tune domain (or a list of choices) for an Optuna distribution."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from ray import tune
+
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return tune.lograndint(dist.low, dist.high + 1) if dist.log else tune.randint(dist.low, dist.high + 1)
+    return tune.loguniform(dist.low, dist.high) if dist.log else tune.uniform(dist.low, dist.high)
+
+
+class ClipToRanges:
+    """PBT's ``custom_explore_fn``: a value scaled by a perturbation factor out of its range is
+    clipped to the range (a config the trial's checks would reject otherwise). Picklable (Ray
+    saves the scheduler with the experiment)."""
+
+    def __init__(self, ranges: dict[str, tuple[float, float]]):
+        self.ranges = dict(ranges)
+
+    def __call__(self, config: dict) -> dict:
+        for name, (low, high) in self.ranges.items():
+            if name in config and isinstance(config[name], (int, float)) and not isinstance(config[name], bool):
+                config[name] = type(config[name])(min(max(config[name], low), high))
+        return config
+
+
+class DistillPBT(PopulationBasedTraining):
+    """Ray Tune's PBT, except that a trial is not exploited at its last evaluation (it would restart
+    from another trial's checkpoint only to report that trial's result under a config that never
+    trained). Overrides ``_checkpoint_or_exploit`` of Ray 2.60's PBT."""
+
+    def _checkpoint_or_exploit(self, trial, tune_controller, upper_quantile, lower_quantile):
+        last = (self._trial_state[trial].last_result or {}).get(LAST_EVALUATION)
+        super()._checkpoint_or_exploit(trial, tune_controller, upper_quantile, [] if last else lower_quantile)
+
+
+def scheduler(spec, mutations: dict[str, Any]) -> DistillPBT:
+    """Ray Tune's synchronous PBT on the evaluation count."""
+    from optuna.distributions import CategoricalDistribution
+
+    ranges = {n: (d.low, d.high) for n, d in mutations.items() if not isinstance(d, CategoricalDistribution)}
+    # require_attrs=False: the report after training has no evaluation count (it is no perturbation point)
+    return DistillPBT(
+        time_attr=EVALUATION, perturbation_interval=spec.perturbation_interval,
+        hyperparam_mutations={n: _domain(d) for n, d in mutations.items()},
+        quantile_fraction=spec.quantile_fraction, resample_probability=spec.resample_probability,
+        custom_explore_fn=ClipToRanges(ranges), require_attrs=False, synch=True)
+
+
+def checkpoints_to_keep(spec) -> int:
+    """Checkpoints kept per trial: a trial cloned at a perturbation point may take
+    ``perturbation_interval / checkpoint_every`` more (and a final one) before the cloning trial
+    has read its checkpoint; synchronous PBT bounds it by that (Ray deletes older ones)."""
+    return max(3, spec.perturbation_interval // spec.checkpoint_every + 2)
+
+
+def initial_configs(space, num_samples: int, seed: int, first: dict[str, Any] | None = None) -> list[dict]:
+    """``num_samples`` configs of the define-by-run ``space`` drawn by Optuna's seeded
+    ``RandomSampler`` (``first``, e.g. the config defaults, fixes the first one's values where
+    given); each with the space's fixed values."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    if first:
+        study.enqueue_trial(first)
+    configs = []
+    for _ in range(num_samples):
+        trial = study.ask()
+        fixed = space(trial)
+        configs.append({**trial.params, **fixed})
+    return configs
+
+
+def param_space(configs: list[dict]) -> dict[str, Any]:
+    """The Tuner's ``param_space`` for the population ``configs`` (given to Ray's
+    ``BasicVariantGenerator`` as points to evaluate, which must name keys of the space): each key
+    a choice of its values."""
+    from ray import tune
+
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    return {k: tune.choice(list(dict.fromkeys(c[k] for c in configs if k in c))) for k in keys}
+
+
+# ---- schedules ----------------------------------------------------------------------------------
+
+def schedule_of(frame) -> list[dict[str, Any]]:
+    """A trial's reports (a DataFrame of its results in order: ``evaluation``, ``step``,
+    ``hp/<name>``, ``pbt_exploited_from``) as segments of constant hyperparameters:
+    ``{"evaluations": [first, last], "steps": [first, last], "hparams": {...}, "exploited_from":
+    donor or None}``; a new segment starts where a value changes or an exploit happened."""
+    import pandas as pd
+
+    if frame is None or len(frame) == 0 or "evaluation" not in frame:
+        return []
+    hp_cols = [c for c in frame.columns if c.startswith(HP_PREFIX)]
+    rows = frame[frame["evaluation"].notna()]
+    segments: list[dict[str, Any]] = []
+    for _, row in rows.iterrows():
+        values = {c[len(HP_PREFIX):]: _plain(row[c]) for c in hp_cols if pd.notna(row[c])}
+        donor = row.get(EXPLOITED_FROM)
+        donor = None if donor is None or (isinstance(donor, float) and math.isnan(donor)) else str(donor)
+        evaluation, step = int(row["evaluation"]), int(row.get("step", 0) or 0)
+        last = segments[-1] if segments else None
+        if last is not None and donor is None and last["hparams"] == values:
+            last["evaluations"][1], last["steps"][1] = evaluation, step
+            continue
+        segments.append({"evaluations": [evaluation, evaluation], "steps": [step, step], "hparams": values,
+                         "exploited_from": donor})
+    return segments
+
+
+def _plain(value):
+    return int(value) if float(value).is_integer() and abs(value) >= 1 else float(value)
+
+
+def attach_schedules(trials: list[dict[str, Any]], results) -> int:
+    """Add each trial's ``schedule`` (:func:`schedule_of` of its results) to the summary's trial
+    entries; returns the number of exploits."""
+    frames = {}
+    for r in results:
+        try:
+            frame = r.metrics_dataframe
+        except Exception:  # a trial without results
+            frame = None
+        if r.path:
+            frames[r.path] = frame
+    exploits = 0
+    for trial in trials:
+        trial["schedule"] = schedule_of(frames.get(trial.get("path")))
+        exploits += sum(s["exploited_from"] is not None for s in trial["schedule"])
+    return exploits
+
+
+def summary_section(spec, mutations: dict[str, Any], exploits: int) -> dict[str, Any]:
+    from search_spaces.space import describe_distribution
+
+    return {"perturbation_interval": spec.perturbation_interval, "quantile_fraction": spec.quantile_fraction,
+            "resample_probability": spec.resample_probability, "synchronous": True,
+            "mutated": {n: describe_distribution(d) for n, d in mutations.items()},
+            "initial_configs": "optuna RandomSampler", "exploits": exploits}
+
+
+_SYMBOL = {"student_lr": "λ", "teacher_lr": "μ", "reptile_mu": "μ_reptile", "alpha": "α", "temperature": "T"}
+
+
+def format_schedules(summary: dict[str, Any]) -> list[str]:
+    """The console lines of each surviving (finished) trial's schedule."""
+    from tuner.tracking import STATUS_TERMINATED
+
+    pbt = summary.get("pbt") or {}
+    lines = [f"PBT: {pbt.get('exploits', 0)} exploit(s), perturbing {', '.join(pbt.get('mutated', {}))} every "
+             f"{pbt.get('perturbation_interval')} evaluation(s); each surviving trial's schedule:"]
+    for t in summary.get("trials", []):
+        if t["status"] != STATUS_TERMINATED or not t.get("schedule"):
+            continue
+        parts = []
+        for seg in t["schedule"]:
+            first, last = seg["evaluations"]
+            span = f"eval {first}" if first == last else f"eval {first}-{last}"
+            if seg["exploited_from"]:
+                span += f" (cloned {seg['exploited_from']})"
+            values = " ".join(f"{_SYMBOL.get(k, k)}={v:.3g}" if isinstance(v, float) else f"{_SYMBOL.get(k, k)}={v}"
+                              for k, v in seg["hparams"].items())
+            parts.append(f"{span}: {values}")
+        lines.append(f"  {t['trial_id']} ({t['metrics'].get('best_eval_score', float('nan')):.4g}): "
+                     + " | ".join(parts))
+    return lines
