@@ -97,3 +97,138 @@ def test_a_learning_teacher_takes_the_new_teacher_lr(data_dir, tiny_bert, tmp_pa
 
 def dataclass_replace(cfg: DistillConfig, **changes) -> DistillConfig:
     return DistillConfig(**{**cfg.to_dict(), **changes})
+
+
+# ---- what PBT perturbs, its checks and its population (no Ray) ----------------------------------
+
+@pytest.mark.parametrize("method,fixed,expected", [
+    ("kd", {}, ["student_lr", "alpha", "temperature"]),              # no teacher_lr: kd's teacher is frozen
+    ("metadistil", {}, ["student_lr", "teacher_lr", "alpha", "temperature"]),
+    ("meta-adaptive-kd", {}, ["student_lr", "teacher_lr", "temperature"]),  # alpha is meta-learned
+    ("kd", {"alpha": 0.5}, ["student_lr", "temperature"]),           # --set fixes it
+    ("finetune", {}, ["student_lr"]),
+])
+def test_pbt_perturbs_the_searched_lambda_mu_alpha_t_the_method_reads(method, fixed, expected):
+    from search_spaces.registry import build_space
+    from tuner import pbt
+
+    assert list(pbt.mutated(method, build_space(method, None, fixed))) == expected
+
+
+def test_pbt_settings_are_checked_before_ray_starts():
+    from search_spaces.registry import build_space
+    from trainables.errors import UserError
+    from tuner import pbt
+    from tuner.spec import SweepSpec, _check_numbers
+
+    def check(**kw):
+        _check_numbers(SweepSpec(method="kd", scheduler="pbt", **kw))
+
+    check(num_samples=4, perturbation_interval=4, checkpoint_every=2)
+    for kw, message in [({"grid": {"alpha": [0.1, 0.9]}}, "--grid"), ({"num_samples": 1}, "at least 2"),
+                        ({"perturbation_interval": 3, "checkpoint_every": 2}, "multiple of --checkpoint-every 2"),
+                        ({"quantile_fraction": 0.7}, r"\(0, 0.5\]"), ({"perturbation_interval": 0}, ">= 1")]:
+        with pytest.raises(UserError, match=message):
+            check(**kw)
+    with pytest.raises(UserError, match="searches none of them"):
+        pbt.mutated("finetune", build_space("finetune", None, {"student_lr": 1e-4}))
+    # a perturbed value outside its range is clipped into it; the initial population is seeded
+    clip = pbt.ClipToRanges({"alpha": (0.0, 1.0), "temperature": (1.0, 10.0)})
+    assert clip({"alpha": 1.2, "temperature": 0.8, "batch_size": 16}) == {"alpha": 1.0, "temperature": 1.0,
+                                                                          "batch_size": 16}
+    space = build_space("kd")
+    first = pbt.initial_configs(space, 3, seed=5, first={"alpha": 0.5, "temperature": 2.0})
+    assert first == pbt.initial_configs(space, 3, seed=5, first={"alpha": 0.5, "temperature": 2.0})
+    assert first[0]["alpha"] == 0.5 and first[0]["temperature"] == 2.0 and len({c["alpha"] for c in first}) == 3
+    ranges = space.searched()
+    assert all(ranges["student_lr"].low <= c["student_lr"] <= ranges["student_lr"].high for c in first)
+
+
+# ---- one tiny real PBT sweep -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pbt_sweep(ray_session, data_dir, tiny_bert, sweep_root, mlflow_uri):
+    """kd on real SST-2 rows with the tiny teacher: a population of 2, 2 evaluations each (steps 2
+    and 3), a perturbation after the first with quantile 0.5, so the worse trial (the second, on a
+    tie) clones the better one at evaluation 1; the last evaluation is never a perturbation point."""
+    from ray_fixtures import TINY_RUN, tiny_cli_args
+    from tuner import launch
+
+    cfg = {**TINY_RUN, "data_dir": data_dir, "teacher": tiny_bert, "cache_dir": str(sweep_root / "teacher-cache")}
+    store = sweep_root / "pbt-store"
+    summary = launch.main(["--method", "kd", *tiny_cli_args(cfg), "--eval-steps", "2",
+                           "--scheduler", "pbt", "--num-samples", "2", "--perturbation-interval", "1",
+                           "--quantile-fraction", "0.5", "--mlflow-uri", mlflow_uri, "--experiment", "test-pbt",
+                           "--storage-path", str(store), "--name", "pbt", "--quiet"])
+    return {"summary": summary, "dir": str(store / "pbt"), "mlflow_uri": mlflow_uri}
+
+
+def test_a_pbt_sweep_exploits_and_the_clone_continues_from_the_donor_state(pbt_sweep):
+    import json
+    import os
+
+    from ray.tune import ExperimentAnalysis
+
+    trials = {t.trial_id: t for t in ExperimentAnalysis(pbt_sweep["dir"]).trials}
+    assert len(trials) == 2
+    # Ray's own record: one exploit at the first evaluation, the clone's config is the perturbed donor's
+    with open(os.path.join(pbt_sweep["dir"], "pbt_global.txt")) as fh:
+        policy = [json.loads(line) for line in fh]
+    assert len(policy) == 1
+    clone_id = next(i for i in trials if os.path.isfile(os.path.join(pbt_sweep["dir"], f"pbt_policy_{i}.txt")))
+    donor_id = next(i for i in trials if i != clone_id)
+    clone, donor = trials[clone_id], trials[donor_id]
+    names = ["student_lr", "alpha", "temperature"]
+    donor_config, new_config = policy[0][4], policy[0][5]
+    assert {n: donor_config[n] for n in names} == {n: donor.config[n] for n in names}
+    assert {n: new_config[n] for n in names} == {n: clone.config[n] for n in names} != \
+        {n: donor.config[n] for n in names}
+    c = clone.config
+    assert 0 <= c["alpha"] <= 1 and 1 <= c["temperature"] <= 10 and 1e-5 <= c["student_lr"] <= 1e-4
+    # the batch size sets the evaluations: PBT pins it to the sweep's for every trial
+    assert clone.config["batch_size"] == donor.config["batch_size"] == 16
+    assert clone.last_result["evaluations"] == 2 and clone.last_result["final_report"] == 1
+
+    # the clone's schedule: its first evaluation is the donor's (the state it restored), the second its own
+    summary = pbt_sweep["summary"]
+    assert summary["pbt"]["exploits"] == 1 and summary["search"]["mode"] == "pbt"
+    assert list(summary["pbt"]["mutated"]) == names
+    schedule = next(t for t in summary["trials"] if t["trial_id"] == clone_id)["schedule"]
+    assert [(s["evaluations"], s["steps"], s["trial"]) for s in schedule] == [([1, 1], [2, 2], donor_id),
+                                                                             ([2, 2], [3, 3], clone_id)]
+    assert all(schedule[0]["hparams"][n] == pytest.approx(donor.config[n]) for n in names)
+    assert all(schedule[1]["hparams"][n] == pytest.approx(clone.config[n]) for n in names)
+    donor_schedule = next(t for t in summary["trials"] if t["trial_id"] == donor_id)["schedule"]
+    assert [(s["evaluations"], s["trial"]) for s in donor_schedule] == [([1, 2], donor_id)]
+    from tuner.summary import format_summary
+
+    assert f"eval 1 (in {donor_id})" in format_summary({**summary, "time": None})
+
+
+def test_mlflow_has_the_schedule_and_analysis_plots_it(pbt_sweep, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from analysis import schedule
+
+    client = MlflowClient(pbt_sweep["mlflow_uri"])
+    exp = client.get_experiment_by_name("test-pbt")
+    runs = client.search_runs([exp.experiment_id], "tags.`distill.role` = 'trial'")
+    assert len(runs) == 2
+    clone = next(r for r in runs if "pbt_exploit" in r.data.metrics)
+    alpha = [(m.step, m.value) for m in client.get_metric_history(clone.info.run_id, "hp/alpha")]
+    assert [s for s, _ in alpha] == [2, 3] and alpha[0][1] != alpha[1][1]
+    assert [(m.step, m.value) for m in client.get_metric_history(clone.info.run_id, "pbt_exploit")] == [(3, 1.0)]
+    assert float(clone.data.params["alpha"]) == pytest.approx(alpha[0][1])  # params: the initial config
+    assert alpha[1][1] == pytest.approx(float(pbt_sweep["summary"]["trials"][0 if clone.data.tags[
+        "distill.trial_id"] == pbt_sweep["summary"]["trials"][0]["trial_id"] else 1]["config"]["alpha"]))
+
+    out = schedule.main(["--mlflow-uri", pbt_sweep["mlflow_uri"], "--experiment", "test-pbt",
+                         "--run-id", clone.info.run_id, "--out", str(tmp_path)])
+    assert out["exploits"] == [2]
+    assert out["data"]["alpha"].tolist() == [v for _, v in alpha]
+    import os
+
+    assert os.path.getsize(out["png"]) > 0 and os.path.getsize(out["pdf"]) > 0
+    # without --run-id: the best scheduled trial of the sweep
+    best = schedule.pick_run(schedule.Store(pbt_sweep["mlflow_uri"], "test-pbt"), sweep="pbt")
+    assert best in {r.info.run_id for r in runs}

@@ -108,11 +108,15 @@ def write_step_logs(logs: list[dict], path: str) -> None:
 
 
 class _TrialState:
-    """What the wrapper adds to the engine's state: evaluation count, best metrics, model info."""
+    """What the wrapper adds to the engine's state: evaluation count, best metrics, model info and
+    (population-based training) the schedule: one entry per evaluation, ``{"evaluation", "step",
+    "trial", <hyperparameter>: value}``, inherited from the cloned trial on an exploit, so it is
+    the history of the weights the trial ends with."""
 
     def __init__(self, evaluation: int = 0, best: dict | None = None, model: dict | None = None,
-                 final: dict | None = None):
+                 final: dict | None = None, schedule: list | None = None):
         self.evaluation, self.best, self.model, self.final = evaluation, best, model or {}, final
+        self.schedule = schedule or []
 
     def save(self, directory: str) -> None:
         with open(os.path.join(directory, STATE_FILE), "w") as fh:
@@ -314,8 +318,12 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
         if first:  # the first report after a PBT exploit
             result.update(first)
             first.clear()
-        if hparams is not None and held["prep"].engine.step >= held["prep"].engine.total_steps:
-            result[LAST_EVALUATION] = 1
+        if hparams is not None:
+            state.schedule.append({EVALUATION: state.evaluation, "step": metrics["step"],
+                                   "trial": tune.get_context().get_trial_id(),
+                                   **{k[len(HP_PREFIX):]: v for k, v in hparams.items()}})
+            if held["prep"].engine.step >= held["prep"].engine.total_steps:
+                result[LAST_EVALUATION] = 1
         if state.evaluation % checkpoint_every:
             tune.report(result)
             return
@@ -344,7 +352,8 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
         save_model(prep.engine.selected_student_model(), prep.tokenizer, os.path.join(tmp, STUDENT_DIR))
         write_step_logs(prep.engine.result.logs, os.path.join(tmp, STEP_LOGS_FILE))
         with open(os.path.join(tmp, TRIAL_SUMMARY_FILE), "w") as fh:
-            json.dump({**summary, "config": cfg.to_dict()}, fh, indent=2, default=str)
+            json.dump({**summary, "config": cfg.to_dict(), **({"hp_schedule": state.schedule} if hparams else {})},
+                      fh, indent=2, default=str)
         state.save(tmp)
         tune.report({**final, NODE: node}, checkpoint=tune.Checkpoint.from_directory(tmp))
 

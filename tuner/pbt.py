@@ -25,13 +25,14 @@ a multiple of ``checkpoint_every`` (an exploit needs a checkpoint at the perturb
 
 from __future__ import annotations
 
-import math
+import json
+import os
 from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
 
 from trainables.errors import UserError
-from trainables.trainable import EVALUATION, EXPLOITED_FROM, HP_PREFIX, LAST_EVALUATION
+from trainables.trainable import EVALUATION, LAST_EVALUATION
 
 #: the hyperparameters PBT may perturb during training (λ, μ, α, T), where the method reads them
 PBT_HPARAMS = ("student_lr", "teacher_lr", "reptile_mu", "alpha", "temperature")
@@ -79,6 +80,16 @@ def check_settings(spec) -> None:
         raise UserError(f"--quantile-fraction must be in (0, 0.5], got {spec.quantile_fraction}")
     if not 0 <= spec.resample_probability <= 1:
         raise UserError(f"--resample-probability must be in [0, 1], got {spec.resample_probability}")
+
+
+#: hyperparameters that set a trial's number of steps and evaluations: PBT fixes them at the sweep's
+#: values (every trial must reach the same perturbation points: the population trains in lockstep)
+STEP_HPARAMS = ("batch_size", "epochs", "warmup_epochs")
+
+
+def pinned(cfg) -> dict[str, Any]:
+    """The sweep's values of :data:`STEP_HPARAMS` (fixed in a PBT sweep's space)."""
+    return {k: getattr(cfg, k) for k in STEP_HPARAMS}
 
 
 def mutated(method: str, space) -> dict[str, Any]:
@@ -183,52 +194,51 @@ def param_space(configs: list[dict]) -> dict[str, Any]:
 
 # ---- schedules ----------------------------------------------------------------------------------
 
-def schedule_of(frame) -> list[dict[str, Any]]:
-    """A trial's reports (a DataFrame of its results in order: ``evaluation``, ``step``,
-    ``hp/<name>``, ``pbt_exploited_from``) as segments of constant hyperparameters:
-    ``{"evaluations": [first, last], "steps": [first, last], "hparams": {...}, "exploited_from":
-    donor or None}``; a new segment starts where a value changes or an exploit happened."""
-    import pandas as pd
-
-    if frame is None or len(frame) == 0 or "evaluation" not in frame:
-        return []
-    hp_cols = [c for c in frame.columns if c.startswith(HP_PREFIX)]
-    rows = frame[frame["evaluation"].notna()]
+def schedule_of(entries: list[dict]) -> list[dict[str, Any]]:
+    """A trial's schedule (its trial state's entries, one per evaluation, inherited from the cloned
+    trial on each exploit) as segments of constant hyperparameters trained by one trial:
+    ``{"evaluations": [first, last], "steps": [first, last], "trial": id, "hparams": {...}}``."""
     segments: list[dict[str, Any]] = []
-    for _, row in rows.iterrows():
-        values = {c[len(HP_PREFIX):]: _plain(row[c]) for c in hp_cols if pd.notna(row[c])}
-        donor = row.get(EXPLOITED_FROM)
-        donor = None if donor is None or (isinstance(donor, float) and math.isnan(donor)) else str(donor)
-        evaluation, step = int(row["evaluation"]), int(row.get("step", 0) or 0)
+    for entry in entries or []:
+        values = {k: v for k, v in entry.items() if k not in (EVALUATION, "step", "trial")}
         last = segments[-1] if segments else None
-        if last is not None and donor is None and last["hparams"] == values:
-            last["evaluations"][1], last["steps"][1] = evaluation, step
+        if last is not None and last["trial"] == entry.get("trial") and last["hparams"] == values:
+            last["evaluations"][1], last["steps"][1] = entry[EVALUATION], entry["step"]
             continue
-        segments.append({"evaluations": [evaluation, evaluation], "steps": [step, step], "hparams": values,
-                         "exploited_from": donor})
+        segments.append({"evaluations": [entry[EVALUATION], entry[EVALUATION]], "steps": [entry["step"], entry["step"]],
+                         "trial": entry.get("trial"), "hparams": values})
     return segments
 
 
-def _plain(value):
-    return int(value) if float(value).is_integer() and abs(value) >= 1 else float(value)
+def _trial_schedule(checkpoint) -> list[dict]:
+    from trainables.trainable import STATE_FILE
+
+    if checkpoint is None:
+        return []
+    try:
+        with checkpoint.as_directory() as directory:
+            with open(os.path.join(directory, STATE_FILE)) as fh:
+                return json.load(fh).get("schedule") or []
+    except (OSError, ValueError):
+        return []
 
 
-def attach_schedules(trials: list[dict[str, Any]], results) -> int:
-    """Add each trial's ``schedule`` (:func:`schedule_of` of its results) to the summary's trial
-    entries; returns the number of exploits."""
-    frames = {}
-    for r in results:
-        try:
-            frame = r.metrics_dataframe
-        except Exception:  # a trial without results
-            frame = None
-        if r.path:
-            frames[r.path] = frame
-    exploits = 0
+def exploits(experiment_dir: str) -> list[list]:
+    """Ray's record of the sweep's exploits (``pbt_global.txt``: target trial tag, cloned trial tag,
+    their iterations, the cloned config, the new config)."""
+    path = os.path.join(experiment_dir, "pbt_global.txt")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def attach_schedules(trials: list[dict[str, Any]], experiment_dir: str) -> int:
+    """Add each trial's ``schedule`` (:func:`schedule_of` of the trial state in its last
+    checkpoint) to the summary's trial entries; returns the number of exploits Ray recorded."""
     for trial in trials:
-        trial["schedule"] = schedule_of(frames.get(trial.get("path")))
-        exploits += sum(s["exploited_from"] is not None for s in trial["schedule"])
-    return exploits
+        trial["schedule"] = schedule_of(_trial_schedule(trial.get("_checkpoint")))
+    return len(exploits(experiment_dir))
 
 
 def summary_section(spec, mutations: dict[str, Any], exploits: int) -> dict[str, Any]:
@@ -244,7 +254,9 @@ _SYMBOL = {"student_lr": "λ", "teacher_lr": "μ", "reptile_mu": "μ_reptile", "
 
 
 def format_schedules(summary: dict[str, Any]) -> list[str]:
-    """The console lines of each surviving (finished) trial's schedule."""
+    """The console lines of each surviving (finished) trial's schedule: the segments its final
+    weights went through, those trained in another trial (before an exploit cloned it) marked
+    with that trial's id."""
     from tuner.tracking import STATUS_TERMINATED
 
     pbt = summary.get("pbt") or {}
@@ -257,10 +269,10 @@ def format_schedules(summary: dict[str, Any]) -> list[str]:
         for seg in t["schedule"]:
             first, last = seg["evaluations"]
             span = f"eval {first}" if first == last else f"eval {first}-{last}"
-            if seg["exploited_from"]:
-                span += f" (cloned {seg['exploited_from']})"
+            if seg["trial"] != t["trial_id"]:
+                span += f" (in {seg['trial']})"
             values = " ".join(f"{_SYMBOL.get(k, k)}={v:.3g}" if isinstance(v, float) else f"{_SYMBOL.get(k, k)}={v}"
-                              for k, v in seg["hparams"].items())
+                              for k, v in seg["hparams"].items() if k in pbt.get("mutated", seg["hparams"]))
             parts.append(f"{span}: {values}")
         lines.append(f"  {t['trial_id']} ({t['metrics'].get('best_eval_score', float('nan')):.4g}): "
                      + " | ".join(parts))

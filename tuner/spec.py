@@ -193,6 +193,10 @@ def prepare_sweep(spec: SweepSpec) -> PreparedSweep:
 
     grid = _check_grid(spec.grid)
     space = None
+    if spec.scheduler_name == "pbt":  # every trial of the population has the same evaluations
+        from tuner.pbt import pinned
+
+        fixed = {**pinned(cfg), **fixed}
     if grid is None:
         overrides = parse_overrides(spec.space, source="--space") if spec.space else None
         space = build_space(spec.method, overrides, fixed)

@@ -106,7 +106,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
             with watch.stage("trials"):
                 results = ray_tuner.fit(prep, spec, parent_run_id, experiment_id, restore=resume)
             trials = summaries.collect_trials(results)
-            exploits = pbt.attach_schedules(trials, results) if spec.scheduler_name == "pbt" else None
+            exploits = pbt.attach_schedules(trials, spec.experiment_dir) if spec.scheduler_name == "pbt" else None
             best = summaries.best_trial(trials)
             student_path = student_model = None
             if best is not None and best.get("_checkpoint") is not None:
