@@ -6,18 +6,26 @@ method's λ (``student_lr``), μ (``teacher_lr``, ``reptile_mu``), α (``alpha``
   searches (not fixed with ``--set``) and the method reads (``Method.hyperparameters``), less the
   ones the method learns from a first value (``Method.learned``: meta-adaptive-kd's α). Their
   ranges are the space's (``--space`` included); a perturbed value (×0.8 or ×1.2, or a resample
-  with ``resample_probability``) is clipped into its range (:class:`ClipToRanges`).
+  with ``resample_probability``) is clipped into its range (:class:`ClipToRanges`). The other
+  searched hyperparameters are drawn once and copied with the cloned trial's state.
 * **The initial population** (:func:`initial_configs`): ``num_samples`` configs of the method's
-  whole define-by-run space drawn by Optuna's ``RandomSampler`` (seeded by ``search_seed``), the
-  first one the config defaults (the same baseline as a search); Ray's PBT takes no searcher, so
-  they go to Ray's ``BasicVariantGenerator`` as points to evaluate.
-* **The schedule**: PBT runs synchronously (every trial pauses at each perturbation point, so an
-  exploit copies a checkpoint of the same evaluation: a trial's evaluation count and step go on
-  without a gap or a repeat, and the checkpoint is still kept: :func:`checkpoints_to_keep`). Each
-  evaluation reports the searched hyperparameters' current values as ``hp/<name>`` (MLflow step
-  metrics), and the first report after an exploit ``pbt_exploit = 1`` and ``pbt_exploited_from``
-  (the donor trial's id); :func:`schedule_of` folds a trial's reports into segments of constant
-  values for the summary.
+  define-by-run space drawn by Optuna's ``RandomSampler`` (seeded by ``search_seed``), the first
+  one the config defaults (the same baseline as a search); Ray's PBT takes no searcher, so they
+  go to Ray's ``BasicVariantGenerator`` as points to evaluate.
+* **Lockstep**: PBT runs synchronously (every trial pauses at each perturbation point), and the
+  hyperparameters that set a trial's number of steps (:data:`STEP_HPARAMS`: the batch size,
+  epochs) are pinned to the sweep's values, so every trial reaches the same perturbation points:
+  an exploit clones a checkpoint of the same evaluation (a trial's evaluation count and step go on
+  without a gap or a repeat), the checkpoint is still kept (:func:`checkpoints_to_keep`), and no
+  trial ends between two perturbation points while others wait for it. A trial is never
+  exploited at its last evaluation (:class:`DistillPBT`).
+* **The schedule**: each evaluation reports the searched hyperparameters' current values as
+  ``hp/<name>`` (MLflow step metrics: what the trial itself trained with), and the first report
+  after an exploit ``pbt_exploit = 1`` and ``pbt_exploited_from`` (the cloned trial's id). The
+  trial state in each checkpoint keeps the schedule of the weights it holds (inherited from the
+  cloned trial on an exploit); :func:`attach_schedules` reads it from each trial's last
+  checkpoint into the summary (:func:`schedule_of`: segments of constant values), and the number
+  of exploits from Ray's ``pbt_global.txt``.
 
 The time unit is the evaluation (``evaluation`` in the reports); ``perturbation_interval`` must be
 a multiple of ``checkpoint_every`` (an exploit needs a checkpoint at the perturbation point).
