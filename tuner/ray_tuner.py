@@ -81,8 +81,10 @@ def _new_tuner(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experim
         configs = pbt.initial_configs(prep.space, spec.num_samples, spec.search_seed,
                                       default_point(prep) if spec.defaults_first else None)
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler, num_samples=len(configs),
-                                      search_alg=BasicVariantGenerator(points_to_evaluate=configs,
-                                                                       max_concurrent=spec.max_concurrent),
+                                      # the whole population is live (no max_concurrent: it would run it in
+                                      # waves that never meet); the trial resources bound how many train at
+                                      # once, and PBT time-multiplexes the rest
+                                      search_alg=BasicVariantGenerator(points_to_evaluate=configs),
                                       trial_dirname_creator=trial_dirname, reuse_actors=True)
         return tune.Tuner(trainable, param_space=pbt.param_space(configs), tune_config=tune_config,
                           run_config=run_config)
