@@ -267,6 +267,15 @@ class Engine:
             return True
         return not (cfg.eval_steps and self.result.history and self.step - previous <= cfg.eval_steps // 4)
 
+    def evaluates_again(self) -> bool:
+        """Whether another evaluation comes after the current step (see :meth:`_due_for_evaluation`)."""
+        cfg = self.cfg
+        if self.step >= self.total_steps:
+            return False
+        if not cfg.eval_steps or (self.step // cfg.eval_steps + 1) * cfg.eval_steps <= self.total_steps:
+            return True  # another epoch end, or another multiple of eval_steps
+        return cfg.select == "final" or self.total_steps - self.step > cfg.eval_steps // 4
+
     def fit(self, report: Reporter | None = None, resume_from: str | None = None) -> TrainResult:
         cfg, method = self.cfg, self.method
         allocator.tune()  # keep freed step buffers in the process (see trainables.allocator)

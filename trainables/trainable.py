@@ -322,7 +322,7 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str,
             state.schedule.append({EVALUATION: state.evaluation, "step": metrics["step"],
                                    "trial": tune.get_context().get_trial_id(),
                                    **{k[len(HP_PREFIX):]: v for k, v in hparams.items()}})
-            if held["prep"].engine.step >= held["prep"].engine.total_steps:
+            if not held["prep"].engine.evaluates_again():
                 result[LAST_EVALUATION] = 1
         if state.evaluation % checkpoint_every:
             tune.report(result)
