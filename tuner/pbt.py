@@ -18,7 +18,7 @@ method's λ (``student_lr``), μ (``teacher_lr``, ``reptile_mu``), α (``alpha``
   an exploit clones a checkpoint of the same evaluation (a trial's evaluation count and step go on
   without a gap or a repeat), the checkpoint is still kept (:func:`checkpoints_to_keep`), and no
   trial ends between two perturbation points while others wait for it. A trial is never
-  exploited at its last evaluation (:class:`DistillPBT`).
+  exploited at its last evaluation, nor paused there (:class:`DistillPBT`).
 * **The schedule**: each evaluation reports the searched hyperparameters' current values as
   ``hp/<name>`` (MLflow step metrics: what the trial itself trained with), and the first report
   after an exploit ``pbt_exploit = 1`` and ``pbt_exploited_from`` (the cloned trial's id). The
@@ -143,13 +143,15 @@ class ClipToRanges:
 
 
 class DistillPBT(PopulationBasedTraining):
-    """Ray Tune's PBT, except that a trial is not exploited at its last evaluation (it would restart
-    from another trial's checkpoint only to report that trial's result under a config that never
-    trained). Overrides ``_checkpoint_or_exploit`` of Ray 2.60's PBT."""
+    """Ray Tune's PBT, except that a trial's last evaluation is no perturbation point: the trial
+    goes on to its final report instead of pausing (it would restart only to report, or, cloned,
+    report another trial's result under a config that never trained). The population trains in
+    lockstep, so every trial reaches its last evaluation at the same time and none waits there."""
 
-    def _checkpoint_or_exploit(self, trial, tune_controller, upper_quantile, lower_quantile):
-        last = (self._trial_state[trial].last_result or {}).get(LAST_EVALUATION)
-        super()._checkpoint_or_exploit(trial, tune_controller, upper_quantile, [] if last else lower_quantile)
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(LAST_EVALUATION):
+            return self.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
 
 
 def scheduler(spec, mutations: dict[str, Any]) -> DistillPBT:
