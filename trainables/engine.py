@@ -155,9 +155,8 @@ class Engine:
         m.student_opt.load_state_dict(state["student_opt"])
         if m.teacher_opt and state["teacher_opt"]:
             m.teacher_opt.load_state_dict(state["teacher_opt"])
-        # the config's lrs win over the checkpoint's (the same on a plain resume; a population-based
-        # training exploit restores another trial's state under a perturbed config). The methods
-        # read alpha, temperature, ... from the config at every step.
+        # the config's lrs win over the checkpoint's (the same on a plain resume; perturbed after a PBT
+        # exploit); the methods read alpha, temperature, ... from the config at every step
         m.student_opt.set_base_lr(self.cfg.student_lr)
         if m.teacher_opt:
             m.teacher_opt.set_base_lr(self.cfg.teacher_lr)
