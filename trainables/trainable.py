@@ -12,7 +12,10 @@ At each evaluation the trial calls ``ray.tune.report`` with
   values so far), the model ids and sizes, the device and the GPU ids Ray gave the trial
   (:data:`MODEL_KEYS`) and ``node_id``;
 * a checkpoint (every ``checkpoint_every`` evaluations) holding the engine state, the per-step
-  logs so far (``step_logs.csv``) and this wrapper's state.
+  logs so far (``step_logs.csv``) and this wrapper's state;
+* in a population-based training sweep, ``hp/<name>`` (the current hyperparameters),
+  ``pbt_exploit``/``pbt_exploited_from`` after a clone, ``pbt_last_evaluation`` (see
+  :mod:`tuner.pbt`).
 
 After training it reports once more: ``final_report = 1``, ``eval_score`` and ``best_eval_<m>``
 of the selected student (``select``: the best dev evaluation, by default, or the last one),
