@@ -155,6 +155,11 @@ class Engine:
         m.student_opt.load_state_dict(state["student_opt"])
         if m.teacher_opt and state["teacher_opt"]:
             m.teacher_opt.load_state_dict(state["teacher_opt"])
+        # the config's lrs win over the checkpoint's (the same on a plain resume; perturbed after a PBT
+        # exploit); the methods read alpha, temperature, ... from the config at every step
+        m.student_opt.set_base_lr(self.cfg.student_lr)
+        if m.teacher_opt:
+            m.teacher_opt.set_base_lr(self.cfg.teacher_lr)
         m.load_state_dict(state["method"])
         self.best, self.best_student = state["best"], state["best_student"]
         self.result, self._pending = TrainResult(**state["result"]), state["pending"]
@@ -260,6 +265,15 @@ class Engine:
         if last and cfg.select == "final":
             return True
         return not (cfg.eval_steps and self.result.history and self.step - previous <= cfg.eval_steps // 4)
+
+    def evaluates_again(self) -> bool:
+        """Whether another evaluation comes after the current step (see :meth:`_due_for_evaluation`)."""
+        cfg = self.cfg
+        if self.step >= self.total_steps:
+            return False
+        if not cfg.eval_steps or (self.step // cfg.eval_steps + 1) * cfg.eval_steps <= self.total_steps:
+            return True  # another epoch end, or another multiple of eval_steps
+        return cfg.select == "final" or self.total_steps - self.step > cfg.eval_steps // 4
 
     def fit(self, report: Reporter | None = None, resume_from: str | None = None) -> TrainResult:
         cfg, method = self.cfg, self.method

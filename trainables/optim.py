@@ -87,6 +87,19 @@ class Updater:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
+    def set_base_lr(self, lr: float) -> None:
+        """Make ``lr`` the schedule's base lr from the current step on (moments, step count and the
+        schedule's position unchanged): a state restored under another config (population-based
+        training's exploit) takes the new lr. The current lr becomes ``lr`` times the schedule's
+        factor at its position. A no-op where ``lr`` already is the base lr."""
+        if all(base == lr for base in self.scheduler.base_lrs):
+            return
+        self.scheduler.base_lrs = [lr for _ in self.scheduler.base_lrs]
+        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas, strict=True):
+            group["initial_lr"] = lr
+            group["lr"] = lr * factor(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
 
 def adam_lookahead(updater: Updater, named_params: dict[str, nn.Parameter]):
     """A differentiable copy of ``updater``'s next AdamW step(s), for the experimental student.

@@ -12,7 +12,10 @@ At each evaluation the trial calls ``ray.tune.report`` with
   values so far), the model ids and sizes, the device and the GPU ids Ray gave the trial
   (:data:`MODEL_KEYS`) and ``node_id``;
 * a checkpoint (every ``checkpoint_every`` evaluations) holding the engine state, the per-step
-  logs so far (``step_logs.csv``) and this wrapper's state.
+  logs so far (``step_logs.csv``) and this wrapper's state;
+* in a population-based training sweep, ``hp/<name>`` (the current hyperparameters),
+  ``pbt_exploit``/``pbt_exploited_from`` after a clone, ``pbt_last_evaluation`` (see
+  :mod:`tuner.pbt`).
 
 After training it reports once more: ``final_report = 1``, ``eval_score`` and ``best_eval_<m>``
 of the selected student (``select``: the best dev evaluation, by default, or the last one),
@@ -61,6 +64,14 @@ MODEL_KEYS = ("teacher_id", "student_id", "teacher_params", "student_params", "t
 #: reported first, so Ray Tune's trial table (which shows a result's first few metrics) has them
 _SHOWN = ("eval_score", "best_eval_score", "step", "train_loss")
 
+#: population-based training: ``hp/<name>`` = a reported hyperparameter's current value; the first
+#: report after an exploit (the trial restarted from another trial's checkpoint with a perturbed
+#: config) carries ``pbt_exploit = 1`` and ``pbt_exploited_from`` (the other trial's id)
+HP_PREFIX = "hp/"
+EXPLOIT = "pbt_exploit"
+EXPLOITED_FROM = "pbt_exploited_from"
+LAST_EVALUATION = "pbt_last_evaluation"  # 1 in a PBT trial's report of its last evaluation
+
 STATE_FILE = "trial_state.json"
 SKIPPED = "corrupt_checkpoints"  # in the reports of a trial that skipped unreadable checkpoints
 STEP_LOGS_FILE = "step_logs.csv"
@@ -101,11 +112,15 @@ def write_step_logs(logs: list[dict], path: str) -> None:
 
 
 class _TrialState:
-    """What the wrapper adds to the engine's state: evaluation count, best metrics, model info."""
+    """What the wrapper adds to the engine's state: evaluation count, best metrics, model info and
+    (population-based training) the schedule: one entry per evaluation, ``{"evaluation", "step",
+    "trial", <hyperparameter>: value}``, inherited from the cloned trial on an exploit, so it is
+    the history of the weights the trial ends with."""
 
     def __init__(self, evaluation: int = 0, best: dict | None = None, model: dict | None = None,
-                 final: dict | None = None):
+                 final: dict | None = None, schedule: list | None = None):
         self.evaluation, self.best, self.model, self.final = evaluation, best, model or {}, final
+        self.schedule = schedule or []
 
     def save(self, directory: str) -> None:
         with open(os.path.join(directory, STATE_FILE), "w") as fh:
@@ -205,7 +220,8 @@ def quiet_worker() -> None:
 
 
 def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = None,
-                   checkpoint_every: int = 1, system_metrics: float = 0.0) -> Callable[[dict], None]:
+                   checkpoint_every: int = 1, system_metrics: float = 0.0,
+                   report_hparams: tuple[str, ...] = ()) -> Callable[[dict], None]:
     """The Tune function trainable of ``method``: ``trainable(config)``.
 
     ``base`` holds the config fields the sweep does not vary (validated by the caller);
@@ -213,6 +229,8 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
     ``checkpoint_every`` evaluations a checkpoint is reported (the final one always is);
     ``system_metrics`` > 0: every evaluation also reports the machine's system metrics sampled every
     that many seconds (:mod:`trainables.system_metrics`).
+    ``report_hparams``: hyperparameters whose current numeric values each evaluation reports as
+    ``hp/<name>`` (population-based training changes them during a trial).
     """
     base = {**base, "method": method}
     checkpoint_every = max(1, int(checkpoint_every))
@@ -232,17 +250,21 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
         cfg = DistillConfig.from_dict({**base, **config})
         node = ray.get_runtime_context().get_node_id()
         gpus = gpu_ids(ray.get_gpu_ids(), cfg.device)
+        hparams = {f"{HP_PREFIX}{k}": getattr(cfg, k) for k in report_hparams if is_number(getattr(cfg, k, None))}
         with _sampler(system_metrics) as sampled:
             checkpoint = tune.get_checkpoint()
             if checkpoint is None:
-                _train(cfg, _TrialState(), None, node, checkpoint_every, gpus, sampled=sampled)
+                _train(cfg, _TrialState(), None, node, checkpoint_every, gpus, sampled=sampled, hparams=hparams or None)
                 return
+            donor = cloned_from(checkpoint)
             with usable_checkpoint(checkpoint) as (directory, state, skipped):
                 extra = {SKIPPED: skipped} if skipped else {}
                 if state.final is not None:  # it had finished: report the same result, train nothing
                     tune.report({**state.final, **extra, NODE: node})
                     return
-                _train(cfg, state, directory, node, checkpoint_every, gpus, extra, sampled=sampled)
+                first = {EXPLOIT: 1, EXPLOITED_FROM: donor} if donor and directory else {}
+                _train(cfg, state, directory, node, checkpoint_every, gpus, extra, sampled=sampled,
+                       hparams=hparams or None, first=first)
 
     trainable.__name__ = method.replace("-", "_")
     trainable.__qualname__ = trainable.__name__
@@ -265,6 +287,19 @@ def _sampler(interval: float) -> Iterator[Callable[[], dict]]:
         sampler.stop()
 
 
+def cloned_from(checkpoint) -> str | None:
+    """The id of the trial whose checkpoint this trial starts from, where it is another trial's
+    (a population-based training exploit); None for the trial's own checkpoint."""
+    from ray import tune
+
+    own = os.path.basename(os.path.normpath(tune.get_context().get_trial_dir()))
+    folder = posixpath.basename(posixpath.dirname(checkpoint.path.rstrip("/")))
+    if folder == own:
+        return None
+    found = re.search(r"_([0-9a-f]{5}_\d{5})$", folder)
+    return found.group(1) if found else folder
+
+
 def gpu_ids(assigned: list, device: str) -> str:
     """The GPU ids Ray gave the trial, as reported (``"none"`` when it has none). Ray sets the
     trial's ``CUDA_VISIBLE_DEVICES`` to them, so ``cuda`` is that GPU; a GPU Ray declares but
@@ -282,7 +317,8 @@ def gpu_ids(assigned: list, device: str) -> str:
 
 
 def _train(cfg, state: _TrialState, resume_from: str | None, node: str, checkpoint_every: int,
-           gpus: str = "none", extra: dict | None = None, sampled: Callable[[], dict] = dict) -> None:
+           gpus: str = "none", extra: dict | None = None, sampled: Callable[[], dict] = dict,
+           hparams: dict | None = None, first: dict | None = None) -> None:
     from ray import tune
 
     from trainables.experiment import run, save_model
@@ -305,7 +341,16 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str, checkpoi
         result.update({k: v for k, v in metrics.items() if is_number(v)})
         result.update({f"best_{k}": v for k, v in state.best.items()})
         result.update(state.model)
-        result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {}), **sampled()})
+        result.update({EVALUATION: state.evaluation, NODE: node, **(extra or {}), **sampled(), **(hparams or {})})
+        if first:  # the first report after a PBT exploit
+            result.update(first)
+            first.clear()
+        if hparams is not None:
+            state.schedule.append({EVALUATION: state.evaluation, "step": metrics["step"],
+                                   "trial": tune.get_context().get_trial_id(),
+                                   **{k[len(HP_PREFIX):]: v for k, v in hparams.items()}})
+            if not held["prep"].engine.evaluates_again():
+                result[LAST_EVALUATION] = 1
         if state.evaluation % checkpoint_every:
             tune.report(result)
             return
@@ -334,7 +379,8 @@ def _train(cfg, state: _TrialState, resume_from: str | None, node: str, checkpoi
         save_model(prep.engine.selected_student_model(), prep.tokenizer, os.path.join(tmp, STUDENT_DIR))
         write_step_logs(prep.engine.result.logs, os.path.join(tmp, STEP_LOGS_FILE))
         with open(os.path.join(tmp, TRIAL_SUMMARY_FILE), "w") as fh:
-            json.dump({**summary, "config": cfg.to_dict()}, fh, indent=2, default=str)
+            json.dump({**summary, "config": cfg.to_dict(), **({"hp_schedule": state.schedule} if hparams else {})},
+                      fh, indent=2, default=str)
         state.save(tmp)
         tune.report({**final, NODE: node}, checkpoint=tune.Checkpoint.from_directory(tmp))
 

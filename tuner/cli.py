@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("analysis.compare", "the method comparison table from the MLflow runs"),
     "dynamics": ("analysis.dynamics", "alpha/beta and teacher/student curves against the step"),
     "importance": ("analysis.importance", "hyperparameter importances and recommendations"),
+    "schedule": ("analysis.schedule", "a population-based training trial's alpha/T/lr schedule against the step"),
     "paper-table": ("analysis.paper_table", "per-seed results -> the papers' table"),
     "pareto": ("analysis.pareto", "a multi-objective sweep's Pareto front (table, figure) from MLflow"),
     "bench": ("trainables.bench", "time and memory of one training step per method"),

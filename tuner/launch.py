@@ -71,6 +71,7 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     Returns the "tracking and output" group, for the caller's own output options."""
     from trainables.options import add_config_options, option_group
 
+    from tuner import pbt
     from tuner.mlflow_schema import DEFAULT_EXPERIMENT
     from tuner.spec import SCHEDULERS
 
@@ -92,11 +93,13 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
     else:
         p.set_defaults(space=None, grid=[])
     g.add_argument("--scheduler", default=None, choices=SCHEDULERS,
-                   help="asha (default for a search) or fifo (default for a grid)")
+                   help="asha (default for a search), fifo (default for a grid) or pbt (population-based "
+                        "training of lambda, mu, alpha, T)")
     g.add_argument("--grace-period", type=int, default=d["grace_period"],
                    help=f"ASHA: evaluations before a trial may be stopped (default {d['grace_period']})")
     g.add_argument("--reduction-factor", type=float, default=d["reduction_factor"],
                    help=f"ASHA reduction factor (default {d['reduction_factor']:g})")
+    pbt.add_args(g)
     g.add_argument("--evals-per-epoch", type=int, default=d["evals_per_epoch"],
                    help=f"evaluations per epoch when --eval-steps is not given (default {d['evals_per_epoch']})")
     g.add_argument("--search-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
@@ -219,7 +222,7 @@ def spec_from_args(args: argparse.Namespace):
     return SweepSpec(
         method=method, methods=methods, budget=getattr(args, "budget", "steps"), config=config, fixed=fixed, space=space, grid=grid or None,
         num_samples=args.num_samples, scheduler=args.scheduler, grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor, max_concurrent=args.max_concurrent,
+        reduction_factor=args.reduction_factor, max_concurrent=args.max_concurrent, **pbt_fields(args),
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         evals_per_epoch=args.evals_per_epoch, checkpoint_every=args.checkpoint_every,
         max_failures=args.max_failures,
@@ -229,6 +232,12 @@ def spec_from_args(args: argparse.Namespace):
         experiment=args.experiment, storage_path=args.storage_path, name=args.name, address=args.address,
         tags=_pairs(args.tag, "--tag"), output_json=args.output_json, verbose=0 if args.quiet else 1,
         system_metrics=args.system_metrics)
+
+
+def pbt_fields(args: argparse.Namespace) -> dict:
+    from tuner import pbt
+
+    return pbt.spec_fields(args)
 
 
 def listing() -> str:

@@ -1,6 +1,7 @@
 """Ray Tune's ``Tuner`` of a prepared sweep, and running it: the trainable (wrapped with the trial
-resources), the MLflow trial logger, the ``RunConfig`` (checkpoints, failures), the scheduler (ASHA
-or FIFO) and the searcher (Optuna TPE behind a ``ConcurrencyLimiter``, or a grid); :func:`fit` runs
+resources), the MLflow trial logger, the ``RunConfig`` (checkpoints, failures), the scheduler (ASHA,
+FIFO or PBT: :mod:`tuner.pbt`) and the searcher (Optuna TPE behind a ``ConcurrencyLimiter``, a grid,
+or PBT's Optuna-drawn population); :func:`fit` runs
 a new Tuner or restores and continues an interrupted one.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tuner import objectives, tracking
+from tuner import objectives, pbt, tracking
 from tuner.spec import PreparedSweep, SweepSpec
 
 METRIC = "eval_score"  # what every sweep maximises: the task's primary dev metric
@@ -27,8 +28,10 @@ def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experi
     from trainables.trainable import make_trainable
     from tuner.console import SweepReporter
 
+    pbt_run = spec.scheduler_name == "pbt"
     trainable = make_trainable(spec.method, prep.base, threads=max(1, int(spec.cpus_per_trial)),
-                               checkpoint_every=spec.checkpoint_every, system_metrics=spec.system_metrics)
+                               checkpoint_every=spec.checkpoint_every, system_metrics=spec.system_metrics,
+                               report_hparams=tuple(prep.space.searched()) if pbt_run else ())
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     logger = tracking.MlflowTrialLogger(
         prep.tracking_uri, experiment_id, parent_run_id, sweep_name or spec.name, spec.method,
@@ -43,7 +46,7 @@ def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experi
         # checkpoint. The state is saved and synced at every controller step instead (see fit:
         # TUNE_GLOBAL_CHECKPOINT_S=0, sync_period 0), so it is at most a step or two behind, and
         # three checkpoints are kept
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=pbt.checkpoints_to_keep(spec) if pbt_run else 3),
         sync_config=tune.SyncConfig(sync_period=0),
         # a trial whose worker dies (SIGKILL, out of memory) or that raises is retried from its
         # last checkpoint up to max_failures times, then ERROR; the sweep goes on
@@ -57,6 +60,10 @@ def _tune_parts(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experi
         time_attr, max_t = asha_axis(spec.budget)  # evaluations (equal steps) or training seconds
         scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=spec.grace_period,
                                   reduction_factor=spec.reduction_factor)
+    elif pbt_run:
+        from tuner.pbt_scheduler import scheduler as pbt_scheduler
+
+        scheduler = pbt_scheduler(spec, pbt.mutated(spec.method, prep.space))
     return trainable, run_config, scheduler
 
 
@@ -73,6 +80,20 @@ def _new_tuner(prep: PreparedSweep, spec: SweepSpec, parent_run_id: str, experim
                                       num_samples=spec.num_samples, reuse_actors=True,
                                       max_concurrent_trials=spec.max_concurrent)
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+    if spec.scheduler_name == "pbt":  # Ray's PBT takes no searcher: an Optuna-drawn population
+        from ray.tune.search import BasicVariantGenerator
+
+        configs = pbt.initial_configs(prep.space, spec.num_samples, spec.search_seed,
+                                      default_point(prep) if spec.defaults_first else None)
+        tune_config = tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler, num_samples=len(configs),
+                                      # the whole population is live (no max_concurrent: it would run it in
+                                      # waves that never meet); the trial resources bound how many train at
+                                      # once, and PBT time-multiplexes the rest
+                                      search_alg=BasicVariantGenerator(points_to_evaluate=configs),
+                                      trial_dirname_creator=trial_dirname, reuse_actors=True)
+        return tune.Tuner(trainable, param_space=pbt.param_space(configs), tune_config=tune_config,
+                          run_config=run_config)
 
     import optuna
     from ray.tune.search import ConcurrencyLimiter

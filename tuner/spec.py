@@ -22,7 +22,7 @@ from trainables.errors import UserError
 from tuner import objectives
 from tuner.mlflow_schema import DEFAULT_EXPERIMENT, resolve_tracking_uri
 
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("asha", "fifo", "pbt")
 
 
 @dataclass
@@ -42,6 +42,9 @@ class SweepSpec:
     scheduler: str | None = None          # asha (search default) | fifo (grid default)
     grace_period: int = 1                 # ASHA: evaluations before a trial can be stopped
     reduction_factor: float = 2.0         # ASHA
+    perturbation_interval: int = 2        # PBT: evaluations between perturbations (tuner.pbt)
+    quantile_fraction: float = 0.25       # PBT: the bottom fraction clones the top fraction
+    resample_probability: float = 0.25    # PBT: a cloned value drawn anew instead of scaled
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -169,6 +172,10 @@ def _check_numbers(spec: SweepSpec) -> None:
         if spec.system_metrics < 0:
             raise UserError(f"--system-metrics must be > 0 seconds between samples, got {spec.system_metrics:g}")
         check_available()
+    if spec.scheduler_name == "pbt":
+        from tuner.pbt import check_settings
+
+        check_settings(spec)
 
 
 def _check_grid(grid: dict[str, list] | None) -> dict[str, list] | None:
@@ -217,6 +224,10 @@ def prepare_sweep(spec: SweepSpec) -> PreparedSweep:
 
     grid = _check_grid(spec.grid)
     space = None
+    if spec.scheduler_name == "pbt":  # every trial of the population has the same evaluations
+        from tuner.pbt import pinned
+
+        fixed = {**pinned(cfg), **fixed}
     if grid is None:
         overrides = parse_overrides(spec.space, source="--space") if spec.space else None
         if spec.methods:
@@ -228,6 +239,10 @@ def prepare_sweep(spec: SweepSpec) -> PreparedSweep:
         if objectives.searches_students(spec):
             space = objectives.student_search(spec, cfg, space)
         space.describe()  # runs the space function once: a broken space fails here
+        if spec.scheduler_name == "pbt":
+            from tuner.pbt import mutated
+
+            mutated(spec.method, space)  # something to perturb
     elif spec.space:
         raise UserError("a grid sweep takes no --space (all other hyperparameters are fixed)")
 

@@ -290,6 +290,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     for t in summary["trials"]:
         if t["status"] == tracking.STATUS_ERROR:
             lines.append(f"  errored trial {t['trial_id']}: {t['error']}")
+    if summary.get("pbt"):
+        from tuner.pbt import format_schedules
+
+        lines.extend(format_schedules(summary))
     if summary.get("time"):
         lines.append(timing.format_breakdown(summary["time"]))
     lines.append(f"MLflow: experiment {summary['mlflow_experiment']!r} at {summary['mlflow_uri']} "

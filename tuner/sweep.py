@@ -41,7 +41,7 @@ from typing import Any
 
 from trainables.errors import UserError, check_writable_dir
 
-from tuner import cluster, front as pareto, method_table, ray_tuner, summary as summaries, timing, tracking
+from tuner import cluster, front as pareto, method_table, pbt, ray_tuner, summary as summaries, timing, tracking
 from tuner.console import sweep_console
 from tuner.mlflow_schema import PARAM_OBJECTIVES
 from tuner.record import record_path, resume_command, resume_spec, write_record
@@ -111,6 +111,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 results = ray_tuner.fit(prep, spec, parent_run_id, experiment_id, restore=resume)
             trials = summaries.collect_trials(results)
             front = pareto.front_of(spec, prep, trials)  # a multi-objective sweep: best on its front
+            exploits = pbt.attach_schedules(trials, spec.experiment_dir) if spec.scheduler_name == "pbt" else None
             best = front.best if front is not None else summaries.best_trial(trials)
             student_path = student_model = None
             if best is not None and best.get("_checkpoint") is not None:
@@ -139,6 +140,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False) -> dict[str, Any]:
                 summary.update(method_table.build(trials, spec.methods, best, summaries.best_trial))
             summary["interrupted"] = interrupted
             summary["pareto"] = pareto.save(front, spec, prep.tracking_uri, parent_run_id) if front else None
+            if exploits is not None:  # population-based training: each trial's schedule
+                summary["search"]["mode"] = "pbt"
+                summary["pbt"] = pbt.summary_section(spec, pbt.mutated(spec.method, prep.space), exploits)
             summary["best_student_model"] = student_model  # the MLflow model URI (pyfunc)
             summary["packing"] = packing
             if spec.study_storage:

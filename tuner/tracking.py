@@ -23,7 +23,7 @@ from typing import Any
 
 from ray import tune
 
-from trainables.trainable import EVALUATION, FINAL, MODEL_KEYS, NODE, is_number
+from trainables.trainable import EVALUATION, FINAL, LAST_EVALUATION, MODEL_KEYS, NODE, is_number
 from tuner.mlflow_store import (config_params, ensure_experiment, finish_parent_run,  # noqa: F401
                                 find_runs, log_best_student, log_metrics, log_params, param_value,
                                 start_parent_run, store_lock)
@@ -40,7 +40,7 @@ from tuner.mlflow_schema import (ARTIFACT_STEP_LOGS, ARTIFACT_STUDENT, ARTIFACT_
 
 #: result keys that are bookkeeping, not metrics (Ray's own plus the trainable's)
 _NOT_STEP_METRICS = set(getattr(tune.result, "AUTO_RESULT_KEYS", ())) | {
-    "done", "training_iteration", "step", "epoch", EVALUATION, "evaluations", FINAL, *MODEL_KEYS,
+    "done", "training_iteration", "step", "epoch", EVALUATION, "evaluations", FINAL, *MODEL_KEYS, LAST_EVALUATION,
     "time_this_iter_s", "time_total_s", "timestamp", "pid", "iterations_since_restore",
     "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total",
     # constants of the trial (in every report, logged once as final metrics)

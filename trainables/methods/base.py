@@ -115,6 +115,10 @@ class Method:
     #: shared hyperparameters beyond those every method, every teacher-using method, every learning
     #: teacher and every quiz-using method reads (:meth:`hyperparameters`), e.g. ``beta``
     reads: ClassVar[tuple[str, ...]] = ()
+    #: hyperparameters that only give the first value of a state the method learns (a restored
+    #: checkpoint keeps the learned value), e.g. meta-adaptive-kd's ``alpha``: population-based
+    #: training does not perturb them
+    learned: ClassVar[tuple[str, ...]] = ()
     # ``Options`` (a dataclass of its own hyperparameters) and ``space`` (see the module doc) are
     # declared by the classes that have them; see :func:`own_space` and :func:`option_classes`.
 

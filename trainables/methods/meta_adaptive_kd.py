@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # torch loads where the method trains (see methods.base)
 class MetaAdaptiveKD(MetaDistil):
     name = "meta-adaptive-kd"
     reads = ("beta",)  # the initial weight of the task loss
+    learned = ("alpha", "beta")  # the loss weights' first values; then meta-learned
 
     @dataclass
     class Options:
