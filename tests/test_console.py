@@ -57,11 +57,14 @@ def test_ray_tunes_restore_hint_is_dropped_only_inside_a_sweep(caplog):
         with console.sweep_console(quiet=True):
             assert os.environ["RAY_AIR_NEW_OUTPUT"] == "0"
             assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+            assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+            assert not logging.getLogger("mlflow").isEnabledFor(logging.INFO)  # its warnings only
             tune_logger.warning(hint)
             tune_logger.warning("another warning")
         tune_logger.warning(hint)
     assert [r.getMessage() for r in caplog.records] == ["another warning", hint]
     assert os.environ.get("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT") == before  # restored
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
 
 
 @pytest.fixture(scope="module")

@@ -145,8 +145,11 @@ def sweep_console(quiet: bool) -> Iterator[None]:
     """Around ``Tuner.fit``: Tune's classic reporting path, no ``Tuner.restore`` hint, and with
     ``quiet`` no MLflow "View run" lines (the environment is restored afterwards)."""
     settings = {"RAY_AIR_NEW_OUTPUT": "0"}
-    if quiet:
-        settings["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    mlflow_logger = logging.getLogger("mlflow")
+    mlflow_level = mlflow_logger.level
+    if quiet:  # nor MLflow's artifact progress bars and INFO lines (its warnings stay)
+        settings.update(MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+        mlflow_logger.setLevel(max(logging.WARNING, mlflow_level))
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     hint = _DropTuneRestoreHint()
@@ -156,6 +159,7 @@ def sweep_console(quiet: bool) -> Iterator[None]:
         yield
     finally:
         tune_logger.removeFilter(hint)
+        mlflow_logger.setLevel(mlflow_level)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
