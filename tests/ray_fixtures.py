@@ -41,9 +41,11 @@ def sweep_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mlflow_uri(sweep_root) -> str:
-    """One SQLite store for the session (creating its tables takes seconds); tests use their own
-    experiments in it."""
-    return "sqlite:///" + str(sweep_root / "mlflow.db")
+    """One SQLite store for the session (a copy of ``store_template``'s empty store); tests use
+    their own experiments in it."""
+    from store_template import empty_store
+
+    return empty_store(sweep_root / "mlflow.db")
 
 
 @pytest.fixture
