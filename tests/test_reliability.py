@@ -1,7 +1,6 @@
 """Reliability of sweeps for real (issue #9): Ctrl-C, killed trial workers, concurrent stores,
-moved sweeps. Real Ray (each driver runs in its own process and joins the session's Ray instance
-with --address: a driver starting an instance of its own is tests/test_cluster.py's), a real
-SQLite MLflow store, real signals."""
+moved sweeps. Real Ray (each driver in its own process starts its own local instance unless the
+test says otherwise), a real SQLite MLflow store, real signals."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def start_driver(args: list[str], cwd) -> subprocess.Popen:
-    """``python -m tuner.launch ARGS`` in its own process."""
+    """``python -m tuner.launch ARGS`` in its own process (its own local Ray: no --address)."""
     return subprocess.Popen([sys.executable, "-m", "tuner.launch", *args], cwd=str(cwd),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": REPO})
@@ -70,14 +69,10 @@ def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running_that_resumes_i
     old, new = tmp_path / "old", tmp_path / "new"
     old_db = old / "mlflow.db"
     mlflow_uri = empty_store(old_db)  # an empty store: the driver adds the experiment
-    # a trial takes every CPU of the session's Ray instance, which the driver joins: the second
-    # trial waits, PENDING
-    import ray
-
-    cpus = int(ray.cluster_resources()["CPU"])
+    # a trial takes every CPU of the driver's Ray instance: the second trial waits, PENDING
     driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "3",
                            "--evals-per-epoch", "2", "--num-samples", "3", "--max-concurrent", "2",
-                           "--cpus-per-trial", str(cpus), "--address", ray_session, "--scheduler", "fifo",
+                           "--cpus-per-trial", str(os.cpu_count()), "--scheduler", "fifo",
                            "--mlflow-uri", mlflow_uri, "--experiment", "test-sigint",
                            "--storage-path", str(store), "--name", name, "--output-json", str(out),
                            "--quiet"], tmp_path)
