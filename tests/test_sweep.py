@@ -1,7 +1,7 @@
 """Sweeps for real: Ray Tune + Optuna + ASHA on a local Ray instance, tracked in a SQLite MLflow
 store and read back with MlflowClient; tiny models on a few rows of real SST-2.
 
-* an end-to-end MetaDistil search through the CLI (3 trials + 2 seed re-runs);
+* an end-to-end MetaDistil search through the CLI (2 trials + 2 seed re-runs);
 * a grid sweep in which one trial's loss becomes NaN: it is recorded as errored, the others finish
   (``ray_fixtures.failing_gad_sweep``, also read by ``test_sweep_test_split``);
 * a sweep whose driver is killed, then resumed: no trial lost, none re-run, no MLflow run twice.
@@ -42,7 +42,7 @@ def runs_of(uri: str, experiment: str, sweep: str) -> tuple[object, list]:
 def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_path):
     out = tmp_path / "summary.json"
     summary = launch.main([
-        "--method", "metadistil", *tiny_cli_args(tiny_config), "--num-samples", "3",
+        "--method", "metadistil", *tiny_cli_args(tiny_config), "--num-samples", "2",
         "--evals-per-epoch", "2", "--seeds", "2", "--tag", "distill.study=e2e",
         "--mlflow-uri", mlflow_uri, "--experiment", "test-e2e", "--storage-path", str(tmp_path / "store"),
         "--name", "meta-e2e", "--output-json", str(out), "--quiet"])
@@ -61,7 +61,7 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     store_dir = os.path.dirname(mlflow_uri[len("sqlite:///"):])
     assert written["mlflow_artifacts"] == "file://" + os.path.join(store_dir, "mlartifacts")
     assert written["best_metric"] == summary["best_metric"]
-    assert len(written["trials"]) == 3 and sum(written["counts"].values()) == 3
+    assert len(written["trials"]) == 2 and sum(written["counts"].values()) == 2
     assert written["counts"]["ERROR"] == 0
     # where the wall time went: the stages add up to at most the wall time; some of it trained
     t = written["time"]
@@ -89,7 +89,7 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     assert parent.data.tags[tracking.TAG_METHOD] == "metadistil" and parent.data.tags[tracking.TAG_TASK] == "sst2"
     reruns = [r for r in children if r.data.tags.get(tracking.TAG_SEED_RERUN) == "true"]
     trials = [r for r in children if tracking.TAG_SEED_RERUN not in r.data.tags]
-    assert len(trials) == 3 and len(reruns) == 2
+    assert len(trials) == 2 and len(reruns) == 2
 
     by_id = {t["trial_id"]: t for t in written["trials"]}
     assert {r.data.tags[tracking.TAG_TRIAL_ID] for r in trials} == set(by_id)
