@@ -12,6 +12,7 @@ import time
 import pandas as pd
 
 from analysis import store as S
+from store_template import empty_store
 from trainables.config import DistillConfig
 
 
@@ -19,7 +20,7 @@ class Filler:
     def __init__(self, path: str, experiment: str = S.DEFAULT_EXPERIMENT):
         from mlflow.tracking import MlflowClient
 
-        self.uri = f"sqlite:///{os.path.abspath(path)}"
+        self.uri = empty_store(path)  # a copy of the session's empty store (no migrations)
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=self.uri)
         exp = self.client.get_experiment_by_name(experiment)

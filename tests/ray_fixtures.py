@@ -45,9 +45,11 @@ def sweep_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mlflow_uri(sweep_root) -> str:
-    """One SQLite store for the session (creating its tables takes seconds); tests use their own
-    experiments in it."""
-    return "sqlite:///" + str(sweep_root / "mlflow.db")
+    """One SQLite store for the session (a copy of ``store_template``'s empty store); tests use
+    their own experiments in it."""
+    from store_template import empty_store
+
+    return empty_store(sweep_root / "mlflow.db")
 
 
 @pytest.fixture
@@ -73,12 +75,14 @@ def failing_gad_sweep(ray_session, data_dir, tiny_bert, sweep_root, mlflow_uri) 
     ``test_sweep_test_split``'s test scores): kd on GAD (a task with a labelled test split) over
     temperature 2, 1e-45, 4 with the tiny teacher, in the session's store (experiment
     ``test-fail``, sweep ``fails``). temperature=1e-45 underflows the soft targets: that trial's
-    first training loss is NaN, so the engine raises NonFiniteLossError in it only."""
+    first training loss is NaN, so the engine raises NonFiniteLossError in it only. The tiny
+    backbone is the teacher as it is (``teacher_checkpoint``: no fine-tuning stage; what the
+    tests read does not depend on the teacher's quality)."""
     from tuner import tracking
     from tuner.sweep import grid_sweep
 
     config = {**TINY_RUN, "task": "gad", "max_eval_samples": 24, "data_dir": data_dir, "teacher": tiny_bert,
-              "cache_dir": str(sweep_root / "teacher-cache")}
+              "teacher_checkpoint": tiny_bert, "cache_dir": str(sweep_root / "teacher-cache")}
     return grid_sweep("kd", "temperature", [2.0, 1e-45, 4.0], config=config,
                       tags={tracking.TAG_STUDY: "fail-test"}, mlflow_uri=mlflow_uri, experiment="test-fail",
                       storage_path=str(sweep_root / "fails-store"), name="fails", evals_per_epoch=2, verbose=0)

@@ -12,6 +12,7 @@ import pytest
 
 from analysis import sensitivity
 from analysis.store import Store
+from store_template import empty_store
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.slow
 def test_small_real_temperature_study(ray_session, tiny_config, tmp_path, data_dir, capsys):
     # the session's Ray instance, and the tiny teacher the other sweeps fine-tune and cache (the
     # same teacher settings as ray_fixtures.TINY_RUN: fine-tuned once per test session)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path / "mlflow.db")
     out = tmp_path / "out"
     result = sensitivity.main([
         "--study", "temperature", "--task", "sst2", "--methods", "kd", "--values", "1,4",

@@ -68,17 +68,9 @@ def test_method_loss_goes_down_on_tiny_bert(method, data_dir, tiny_bert4):
         assert all("train_patient_loss" in h for h in summary["history"])
 
 
-@pytest.mark.parametrize("method", ["finetune", "kd", "pkd"])
-def test_method_loss_goes_down_on_sst2_with_minilm(method, data_dir):
-    minilm = packaged_minilm_path()
-    cfg = _cfg(data_dir, minilm, method=method, student_lr=3e-4, epochs=3, student_layers=2)
-    summary = run(cfg, teacher_paths=[minilm])
-    means = [h["train_loss"] for h in summary["history"]]
-    assert means[-1] < means[0], means
-    assert summary["student_layers"] == 2
-    if method != "finetune":
-        assert summary["teacher_layers"] == 6 and summary["teacher_params"] > summary["student_params"]
-        assert summary["speedup"] > 0
+# on the real MiniLM (6 layers) with real SST-2 rows: kd and pkd learn
+# (tests/test_meta_training.py::test_loss_decreases_on_real_sst2_rows), a run's summary has the
+# sizes and a positive measured speed-up (test_cli_metadistil_then_static_teaching_from_the_saved_teacher)
 
 
 # ---- engine mechanics ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 from mlflow import MlflowClient
+from store_template import empty_store
 
 from trainables.models import build_student
 from trainables.tasks import get_task
@@ -19,7 +20,7 @@ def test_the_student_loads_back_as_a_pyfunc_model_that_classifies(tmp_path, tiny
     student_dir = tmp_path / "best_student"
     student.save_pretrained(student_dir)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(student_dir)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = empty_store(tmp_path / "mlflow.db")
     exp = tracking.ensure_experiment(uri, "export")
     parent = tracking.start_parent_run(uri, exp, "sweep-x", "kd", "sst2")
 

@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from ray_fixtures import tiny_cli_args
+from store_template import empty_store
 from tuner import launch, tracking
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,7 @@ def test_ctrl_c_leaves_a_resumable_sweep_with_no_run_left_running_that_resumes_i
     out = tmp_path / "summary.json"
     old, new = tmp_path / "old", tmp_path / "new"
     old_db = old / "mlflow.db"
-    mlflow_uri = f"sqlite:///{old_db}"
+    mlflow_uri = empty_store(old_db)  # an empty store: the driver adds the experiment
     # a trial takes every CPU of the driver's Ray instance: the second trial waits, PENDING
     driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "3",
                            "--evals-per-epoch", "2", "--num-samples", "3", "--max-concurrent", "2",
@@ -247,7 +248,7 @@ def test_runs_of_trials_ray_did_not_restore_are_marked_lost_and_left_out(tmp_pat
 
     from analysis.store import Store, best_run
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = empty_store(tmp_path / "mlflow.db")
     exp = tracking.ensure_experiment(uri, "lost")
     parent = tracking.start_parent_run(uri, exp, "sw", "kd", "sst2")
     first = tracking.MlflowTrialLogger(uri, exp, parent, "sw", "kd", "sst2", {})

@@ -1,7 +1,7 @@
 """Sweeps for real: Ray Tune + Optuna + ASHA on a local Ray instance, tracked in a SQLite MLflow
 store and read back with MlflowClient; tiny models on a few rows of real SST-2.
 
-* an end-to-end MetaDistil search through the CLI (3 trials + 2 seed re-runs);
+* an end-to-end MetaDistil search through the CLI (2 trials + 2 seed re-runs);
 * a grid sweep in which one trial's loss becomes NaN: it is recorded as errored, the others finish
   (``ray_fixtures.failing_gad_sweep``, also read by ``test_sweep_test_split``);
 * a sweep whose driver is killed, then resumed: no trial lost, none re-run, no MLflow run twice.
@@ -42,7 +42,7 @@ def runs_of(uri: str, experiment: str, sweep: str) -> tuple[object, list]:
 def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_path):
     out = tmp_path / "summary.json"
     summary = launch.main([
-        "--method", "metadistil", *tiny_cli_args(tiny_config), "--num-samples", "3",
+        "--method", "metadistil", *tiny_cli_args(tiny_config), "--num-samples", "2",
         "--evals-per-epoch", "2", "--seeds", "2", "--tag", "distill.study=e2e",
         "--mlflow-uri", mlflow_uri, "--experiment", "test-e2e", "--storage-path", str(tmp_path / "store"),
         "--name", "meta-e2e", "--output-json", str(out), "--quiet"])
@@ -61,7 +61,7 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     store_dir = os.path.dirname(mlflow_uri[len("sqlite:///"):])
     assert written["mlflow_artifacts"] == "file://" + os.path.join(store_dir, "mlartifacts")
     assert written["best_metric"] == summary["best_metric"]
-    assert len(written["trials"]) == 3 and sum(written["counts"].values()) == 3
+    assert len(written["trials"]) == 2 and sum(written["counts"].values()) == 2
     assert written["counts"]["ERROR"] == 0
     # where the wall time went: the stages add up to at most the wall time; some of it trained
     t = written["time"]
@@ -89,7 +89,7 @@ def test_metadistil_sweep_end_to_end(ray_session, tiny_config, mlflow_uri, tmp_p
     assert parent.data.tags[tracking.TAG_METHOD] == "metadistil" and parent.data.tags[tracking.TAG_TASK] == "sst2"
     reruns = [r for r in children if r.data.tags.get(tracking.TAG_SEED_RERUN) == "true"]
     trials = [r for r in children if tracking.TAG_SEED_RERUN not in r.data.tags]
-    assert len(trials) == 3 and len(reruns) == 2
+    assert len(trials) == 2 and len(reruns) == 2
 
     by_id = {t["trial_id"]: t for t in written["trials"]}
     assert {r.data.tags[tracking.TAG_TRIAL_ID] for r in trials} == set(by_id)
@@ -219,7 +219,7 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
 
     store = tmp_path / "store"
     cmd = [sys.executable, "-m", "tuner.launch", "--method", "kd", *tiny_cli_args(tiny_config),
-           "--epochs", "2", "--evals-per-epoch", "2", "--num-samples", "4", "--max-concurrent", "1",
+           "--epochs", "2", "--evals-per-epoch", "2", "--num-samples", "3", "--max-concurrent", "1",
            "--scheduler", "fifo", "--address", ray_session, "--mlflow-uri", mlflow_uri,
            "--experiment", "test-resume", "--storage-path", str(store), "--name", "resumed", "--quiet"]
     driver = subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -236,7 +236,7 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
         driver.send_signal(signal.SIGKILL)  # the driver dies without any clean-up
         _, err = driver.communicate(timeout=30)
     assert done, f"no trial finished before the deadline: {err.decode()[-2000:]}"
-    assert len(done) < 4, "the sweep finished before it could be interrupted"
+    assert len(done) < 3, "the sweep finished before it could be interrupted"
 
     client = MlflowClient(mlflow_uri)
     parent, before = runs_of(mlflow_uri, "test-resume", "resumed")
@@ -252,14 +252,14 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
     out = tmp_path / "resumed.json"
     summary = launch.main(["--resume", "--name", "resumed", "--storage-path", str(store),
                            "--output-json", str(out), "--quiet"])
-    assert summary["num_trials"] == 4 and summary["counts"]["TERMINATED"] == 4, (
+    assert summary["num_trials"] == 3 and summary["counts"]["TERMINATED"] == 3, (
         summary["counts"], [t["error"] for t in summary["trials"]], sorted(done), err.decode()[-2000:])
-    assert json.loads(out.read_text())["counts"]["TERMINATED"] == 4
+    assert json.loads(out.read_text())["counts"]["TERMINATED"] == 3
     trial_ids = {t["trial_id"] for t in summary["trials"]}
     assert done <= trial_ids and summary["best_metric"] <= 1
 
     parent, after = runs_of(mlflow_uri, "test-resume", "resumed")
-    assert parent.data.metrics["num_trials"] == 4 and parent.data.metrics["num_terminated"] == 4
+    assert parent.data.metrics["num_trials"] == 3 and parent.data.metrics["num_terminated"] == 3
     assert parent.data.metrics["best_eval_score"] <= 1
     lost = [r for r in after if r.data.tags.get(tracking.TAG_STATUS) == tracking.STATUS_LOST]
     kept = [r for r in after if r not in lost]
@@ -268,7 +268,7 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
     assert client.get_run(ghost).data.metrics["best_eval_score"] == 2.0  # kept, not deleted
     assert not {r.data.tags[tracking.TAG_TRIAL_ID] for r in lost} & trial_ids
     ids = [r.data.tags[tracking.TAG_TRIAL_ID] for r in kept]
-    assert len(ids) == 4 and set(ids) == trial_ids  # one run per trial, none duplicated
+    assert len(ids) == 3 and set(ids) == trial_ids  # one run per trial, none duplicated
     assert all(r.data.tags[tracking.TAG_STATUS] == "TERMINATED" and r.info.status == "FINISHED" for r in kept)
     for tid, run in finished.items():  # the trials that had finished were not run again
         same = [r for r in kept if r.data.tags[tracking.TAG_TRIAL_ID] == tid][0]
@@ -277,6 +277,6 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
     for run in kept:  # no evaluation step logged twice (a resumed trial continues its run)
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")]
         assert len(steps) == len(set(steps))
-    # analysis reads the four trials, and its best trial is one of them, not the ghost
+    # analysis reads the three trials, and its best trial is one of them, not the ghost
     df = Store(mlflow_uri, "test-resume").runs(sweep="resumed")
     assert sorted(df["trial_id"]) == sorted(ids) and best_run(df)["run_id"] != ghost
