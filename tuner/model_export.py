@@ -11,6 +11,7 @@ here) and the student's files, which the model carries as an artifact.
 from __future__ import annotations
 
 import os
+import warnings
 
 import mlflow.pyfunc
 
@@ -18,33 +19,38 @@ MODEL_NAME = "student_model"
 EXAMPLE_TEXTS = ["a gripping, beautifully acted film", "dull and far too long"]
 
 
-class StudentClassifier(mlflow.pyfunc.PythonModel):
-    """Tokenizer + sequence-classification student from the ``student`` artifact."""
+# the signature is stated where the model is logged, so MLflow's advice (at class creation) to
+# type-hint predict() for signature inference is moot
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
-    def load_context(self, context) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    class StudentClassifier(mlflow.pyfunc.PythonModel):
+        """Tokenizer + sequence-classification student from the ``student`` artifact."""
 
-        path = context.artifacts["student"]
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        def load_context(self, context) -> None:
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-        import torch
+            path = context.artifacts["student"]
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
 
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        texts = frame["text"].astype(str).tolist()
-        pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
-        enc = self.tokenizer(texts, pairs, padding=True, truncation=True, return_tensors="pt")
-        with torch.no_grad():
-            logits = self.model(**enc).logits
-        if logits.shape[-1] == 1:  # regression
-            return pd.DataFrame({"score": logits[:, 0].double().numpy()})
-        probs = logits.softmax(-1)
-        best = probs.argmax(-1)
-        names = self.model.config.id2label
-        return pd.DataFrame({"label": [str(names[int(i)]) for i in best],
-                             "score": probs.gather(-1, best[:, None])[:, 0].double().numpy()})
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+            import torch
+
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            texts = frame["text"].astype(str).tolist()
+            pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
+            enc = self.tokenizer(texts, pairs, padding=True, truncation=True, return_tensors="pt")
+            with torch.no_grad():
+                logits = self.model(**enc).logits
+            if logits.shape[-1] == 1:  # regression
+                return pd.DataFrame({"score": logits[:, 0].double().numpy()})
+            probs = logits.softmax(-1)
+            best = probs.argmax(-1)
+            names = self.model.config.id2label
+            return pd.DataFrame({"label": [str(names[int(i)]) for i in best],
+                                 "score": probs.gather(-1, best[:, None])[:, 0].double().numpy()})
 
 
 def takes_pairs(config: dict) -> bool:

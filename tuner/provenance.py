@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
@@ -70,7 +71,10 @@ def log_datasets(client, run_id: str, config: dict[str, Any]) -> None:
         sep = "\t" if path.endswith(".tsv") else ","
         frame = (pd.read_json(path, lines=True) if path.endswith(".jsonl")
                  else pd.read_csv(path, sep=sep, quoting=3 if sep == "\t" else 0, dtype=str, keep_default_na=False))
-        dataset = mlflow.data.from_pandas(frame, source=path, name=f"{os.path.basename(os.path.dirname(path))}-{split}")
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so each time
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_pandas(frame, source=path,
+                                              name=f"{os.path.basename(os.path.dirname(path))}-{split}")
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", split)]))
     if inputs:
         client.log_inputs(run_id, datasets=inputs)
