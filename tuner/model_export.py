@@ -19,38 +19,33 @@ MODEL_NAME = "student_model"
 EXAMPLE_TEXTS = ["a gripping, beautifully acted film", "dull and far too long"]
 
 
-# the signature is stated where the model is logged, so MLflow's advice (at class creation) to
-# type-hint predict() for signature inference is moot
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+class StudentClassifier(mlflow.pyfunc.PythonModel):
+    """Tokenizer + sequence-classification student from the ``student`` artifact."""
 
-    class StudentClassifier(mlflow.pyfunc.PythonModel):
-        """Tokenizer + sequence-classification student from the ``student`` artifact."""
+    def load_context(self, context) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        def load_context(self, context) -> None:
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        path = context.artifacts["student"]
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
 
-            path = context.artifacts["student"]
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+        import torch
 
-        def predict(self, context, model_input, params=None):
-            import pandas as pd
-            import torch
-
-            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-            texts = frame["text"].astype(str).tolist()
-            pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
-            enc = self.tokenizer(texts, pairs, padding=True, truncation=True, return_tensors="pt")
-            with torch.no_grad():
-                logits = self.model(**enc).logits
-            if logits.shape[-1] == 1:  # regression
-                return pd.DataFrame({"score": logits[:, 0].double().numpy()})
-            probs = logits.softmax(-1)
-            best = probs.argmax(-1)
-            names = self.model.config.id2label
-            return pd.DataFrame({"label": [str(names[int(i)]) for i in best],
-                                 "score": probs.gather(-1, best[:, None])[:, 0].double().numpy()})
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        texts = frame["text"].astype(str).tolist()
+        pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
+        enc = self.tokenizer(texts, pairs, padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = self.model(**enc).logits
+        if logits.shape[-1] == 1:  # regression
+            return pd.DataFrame({"score": logits[:, 0].double().numpy()})
+        probs = logits.softmax(-1)
+        best = probs.argmax(-1)
+        names = self.model.config.id2label
+        return pd.DataFrame({"label": [str(names[int(i)]) for i in best],
+                             "score": probs.gather(-1, best[:, None])[:, 0].double().numpy()})
 
 
 def takes_pairs(config: dict) -> bool:
@@ -80,7 +75,9 @@ def log_student_model(uri: str, run_id: str, student_dir: str, *, pair: bool = F
     outputs = Schema([ColSpec("string", "label", required=False), ColSpec("double", "score")])
     example = pd.DataFrame({"text": EXAMPLE_TEXTS, **({"text_pair": EXAMPLE_TEXTS[::-1]} if pair else {})})
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # the signature is stated below: MLflow's advice to type-hint predict() for inference is moot
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=StudentClassifier(), artifacts={"student": os.path.abspath(student_dir)},
             signature=ModelSignature(inputs=Schema(inputs), outputs=outputs), input_example=example,
