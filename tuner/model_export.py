@@ -11,7 +11,6 @@ here) and the student's files, which the model carries as an artifact.
 from __future__ import annotations
 
 import os
-import warnings
 
 import mlflow.pyfunc
 
@@ -75,9 +74,7 @@ def log_student_model(uri: str, run_id: str, student_dir: str, *, pair: bool = F
     outputs = Schema([ColSpec("string", "label", required=False), ColSpec("double", "score")])
     example = pd.DataFrame({"text": EXAMPLE_TEXTS, **({"text_pair": EXAMPLE_TEXTS[::-1]} if pair else {})})
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        # the signature is stated below: MLflow's advice to type-hint predict() for inference is moot
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+    with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=StudentClassifier(), artifacts={"student": os.path.abspath(student_dir)},
             signature=ModelSignature(inputs=Schema(inputs), outputs=outputs), input_example=example,
