@@ -10,13 +10,14 @@ import sys
 
 #: command -> (module whose ``main(argv)`` runs it, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "launch": ("tuner.launch", "run (or resume) a hyperparameter sweep of one method"),
+    "launch": ("tuner.launch", "run (or resume) a hyperparameter sweep of one method or several"),
     "run": ("trainables.run", "train one configuration without Ray"),
     "study": ("tuner.study", "a sensitivity study (loss weight, temperature, student size)"),
     "reproduce": ("tuner.reproduce", "the papers' comparison: equal-budget sweeps per method and task"),
     "compare": ("analysis.compare", "the method comparison table from the MLflow runs"),
     "dynamics": ("analysis.dynamics", "alpha/beta and teacher/student curves against the step"),
     "importance": ("analysis.importance", "hyperparameter importances and recommendations"),
+    "method-search": ("analysis.method_search", "a multi-method sweep: each method's best score against trials and seconds"),
     "schedule": ("analysis.schedule", "a population-based training trial's alpha/T/lr schedule against the step"),
     "paper-table": ("analysis.paper_table", "per-seed results -> the papers' table"),
     "pareto": ("analysis.pareto", "a multi-objective sweep's Pareto front (table, figure) from MLflow"),
