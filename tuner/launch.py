@@ -91,7 +91,7 @@ def add_sweep_args(p: argparse.ArgumentParser, *, single_method: bool = True):
                        help="search the student among these model names/paths ('truncated': the default "
                             "student, whose --student-layers is then searched)")
     else:
-        p.set_defaults(space=None, grid=[])
+        p.set_defaults(space=None, grid=[], objectives=None, students=None)
     g.add_argument("--scheduler", default=None, choices=SCHEDULERS,
                    help="asha (default for a search), fifo (default for a grid) or pbt (population-based "
                         "training of lambda, mu, alpha, T)")
