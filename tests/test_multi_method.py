@@ -233,6 +233,8 @@ def test_bad_multi_method_input_is_a_clear_error(tiny_config, sweep_root):
         prepare_sweep(spec(methods=METHODS, grid={"alpha": [0.5]}))
     with pytest.raises(UserError, match="fifo"):
         prepare_sweep(spec(method="kd", budget="time", scheduler="fifo"))
+    with pytest.raises(UserError, match="--scheduler pbt does not compare"):
+        prepare_sweep(spec(method="kd", budget="time", scheduler="pbt", num_samples=2))
     with pytest.raises(UserError, match="unknown budget 'wall'"):
         prepare_sweep(spec(method="kd", budget="wall"))
     with pytest.raises(SystemExit) as exit_:

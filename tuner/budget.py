@@ -13,8 +13,8 @@
   ``--grace-period`` is then in training seconds (``grace_period`` seconds before a trial may be
   stopped; rungs at ``grace_period * reduction_factor^k`` seconds).
 
-The budget matters only to ASHA (``--scheduler fifo`` stops no trial early; it is then an error
-to ask for ``time``). The summary's ``search.budget`` says which one a sweep used, and what
+The budget matters only to ASHA (with ``--scheduler fifo`` or ``pbt`` asking for ``time`` is an
+error). The summary's ``search.budget`` says which one a sweep used, and what
 ASHA's time attribute was.
 """
 
@@ -36,9 +36,9 @@ def check(budget: str, scheduler: str) -> str:
 
     if budget not in BUDGETS:
         raise choice_error("budget", budget, list(BUDGETS))
-    if budget != DEFAULT and scheduler == "fifo":
-        raise UserError(f"--budget {budget} sets what ASHA compares trials at; --scheduler fifo stops no trial "
-                        "early (use --scheduler asha, or the default --budget steps)")
+    if budget != DEFAULT and scheduler != "asha":
+        raise UserError(f"--budget {budget} sets what ASHA compares trials at; --scheduler {scheduler} does not "
+                        "compare trials by it (use --scheduler asha, or the default --budget steps)")
     return budget
 
 
