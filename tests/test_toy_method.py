@@ -74,7 +74,7 @@ def test_documented_in_help_and_listed(toy, capsys):
     launch.main(["--list"])
     out = capsys.readouterr().out
     assert "  toy-kd             fixed teacher; options: toy_gamma" in out
-    assert "  toy-kd:\n    student_lr       [1e-05, 0.0001] log\n    toy_gamma        [0.1, 1]\n" \
+    assert "  toy-kd:\n    student_lr       [3e-05, 0.0003] log\n    toy_gamma        [0.1, 1]\n" \
            "    alpha            [0.2, 0.8]\n" in out
 
 

@@ -34,7 +34,7 @@ from trainables.errors import UserError, exit_on_user_error
 
 #: laptop-friendly defaults of the launch CLI (each is an option below)
 LAUNCH_DEFAULTS = {"epochs": 2, "batch_size": 16, "num_samples": 8, "max_concurrent": 2, "cpus_per_trial": 1.0,
-                   "gpus_per_trial": 0.0, "evals_per_epoch": 4, "grace_period": 1,
+                   "gpus_per_trial": 0.0, "evals_per_epoch": 4, "grace_period": 4,
                    "reduction_factor": 2.0, "max_failures": 1}
 
 
