@@ -40,7 +40,7 @@ class SweepSpec:
     grid: dict[str, list] | None = None
     num_samples: int = 8
     scheduler: str | None = None          # asha (search default) | fifo (grid default)
-    grace_period: int = 4                 # ASHA: evaluations before a trial can be stopped (one epoch at 4 a epoch)
+    grace_period: int = 4                 # ASHA: evaluations before a trial can be stopped (one epoch at 4 per epoch)
     reduction_factor: float = 2.0         # ASHA
     perturbation_interval: int = 2        # PBT: evaluations between perturbations (tuner.pbt)
     quantile_fraction: float = 0.25       # PBT: the bottom fraction clones the top fraction
