@@ -15,7 +15,9 @@ whole machine, as MLflow's do), sampled while that trial trains.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 
 from trainables.errors import UserError
 
@@ -92,3 +94,18 @@ class SystemSampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=max(5.0, 2 * self.interval))
+
+
+@contextlib.contextmanager
+def sampling(interval: float) -> Iterator[Callable[[], dict]]:
+    """Around a trial's training: yields what each evaluation adds to its report, the system
+    metrics since the last one (nothing when ``interval`` is 0); the sampling thread is joined
+    when the trial ends."""
+    if not interval:
+        yield dict
+        return
+    sampler = SystemSampler(interval).start()
+    try:
+        yield sampler.take
+    finally:
+        sampler.stop()

@@ -242,6 +242,7 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
 
         from trainables.config import DistillConfig
         from trainables.runner_exit import finish_before_exit
+        from trainables.system_metrics import sampling
 
         finish_before_exit()  # the process waits for this thread to unwind when the trial stops
         quiet_worker()
@@ -251,7 +252,7 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
         node = ray.get_runtime_context().get_node_id()
         gpus = gpu_ids(ray.get_gpu_ids(), cfg.device)
         hparams = {f"{HP_PREFIX}{k}": getattr(cfg, k) for k in report_hparams if is_number(getattr(cfg, k, None))}
-        with _sampler(system_metrics) as sampled:
+        with sampling(system_metrics) as sampled:
             checkpoint = tune.get_checkpoint()
             if checkpoint is None:
                 _train(cfg, _TrialState(), None, node, checkpoint_every, gpus, sampled=sampled, hparams=hparams or None)
@@ -269,22 +270,6 @@ def make_trainable(method: str, base: dict[str, Any], *, threads: int | None = N
     trainable.__name__ = method.replace("-", "_")
     trainable.__qualname__ = trainable.__name__
     return trainable
-
-
-@contextlib.contextmanager
-def _sampler(interval: float) -> Iterator[Callable[[], dict]]:
-    """Yields what each evaluation adds to its report: the system metrics since the last one
-    (nothing when ``interval`` is 0); the sampling thread is joined when the trial ends."""
-    if not interval:
-        yield dict
-        return
-    from trainables.system_metrics import SystemSampler
-
-    sampler = SystemSampler(interval).start()
-    try:
-        yield sampler.take
-    finally:
-        sampler.stop()
 
 
 def cloned_from(checkpoint) -> str | None:
