@@ -86,3 +86,21 @@ def failing_gad_sweep(ray_session, data_dir, tiny_bert, sweep_root, mlflow_uri) 
     return grid_sweep("kd", "temperature", [2.0, 1e-45, 4.0], config=config,
                       tags={tracking.TAG_STUDY: "fail-test"}, mlflow_uri=mlflow_uri, experiment="test-fail",
                       storage_path=str(sweep_root / "fails-store"), name="fails", evals_per_epoch=2, verbose=0)
+
+
+def terminated_in_state(experiment_dir: str) -> set[str]:
+    """Trial ids Ray's saved experiment state has as TERMINATED (for tests that kill a driver once
+    a trial has finished)."""
+    import glob
+    import json
+
+    done = set()
+    for path in glob.glob(os.path.join(experiment_dir, "experiment_state-*.json")):
+        try:
+            with open(path) as fh:
+                state = json.load(fh)
+        except (OSError, ValueError):  # being rewritten
+            continue
+        done |= {trial["trial_id"] for trial in map(json.loads, (item[0] for item in state["trial_data"]))
+                 if trial["status"] == "TERMINATED"}
+    return done

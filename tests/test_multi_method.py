@@ -11,7 +11,6 @@ space, ``--method auto`` and the bad inputs.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -23,26 +22,13 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from ray_fixtures import TINY_RUN, tiny_cli_args
+from ray_fixtures import TINY_RUN, terminated_in_state, tiny_cli_args
 from trainables.errors import UserError
 from tuner import launch, method_table, tracking
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ["kd", "metadistil", "reptile-distil"]
 EXPERIMENT, NAME = "test-multi", "three-methods"
-
-
-def _terminated(experiment_dir: str) -> set[str]:
-    done = set()
-    for path in glob.glob(os.path.join(experiment_dir, "experiment_state-*.json")):
-        try:
-            with open(path) as fh:
-                state = json.load(fh)
-        except (OSError, ValueError):  # being rewritten
-            continue
-        done |= {json.loads(item[0])["trial_id"] for item in state["trial_data"]
-                 if json.loads(item[0])["status"] == "TERMINATED"}
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +46,7 @@ def multi_sweep(ray_session, data_dir, tiny_bert, sweep_root, mlflow_uri, tmp_pa
     deadline, done = time.time() + 150, set()
     try:
         while time.time() < deadline and driver.poll() is None and not done:
-            done = _terminated(str(store / NAME))
+            done = terminated_in_state(str(store / NAME))
             time.sleep(0.3)
     finally:
         driver.send_signal(signal.SIGKILL)

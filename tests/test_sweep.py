@@ -20,7 +20,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from ray_fixtures import tiny_cli_args
+from ray_fixtures import terminated_in_state, tiny_cli_args
 from trainables.config import HPARAMS, DistillConfig
 from tuner import launch, tracking
 
@@ -189,23 +189,6 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(failing_gad_sweep, ml
     assert all(r.data.tags[tracking.TAG_STUDY] == "fail-test" for r in children)
 
 
-def _terminated_in_state(experiment_dir: str) -> tuple[set[str], int]:
-    """Trial ids Ray's saved experiment state has as TERMINATED, and how many trials it has."""
-    done, total = set(), 0
-    for path in glob.glob(os.path.join(experiment_dir, "experiment_state-*.json")):
-        try:
-            with open(path) as fh:
-                state = json.load(fh)
-        except (OSError, ValueError):  # being rewritten
-            continue
-        for item in state["trial_data"]:
-            trial = json.loads(item[0])
-            total += 1
-            if trial["status"] == "TERMINATED":
-                done.add(trial["trial_id"])
-    return done, total
-
-
 def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, tiny_config, mlflow_uri,
                                                                    tmp_path):
     """kill -9 of the driver, then --resume: every trial once, finished ones not re-run, no step
@@ -228,7 +211,7 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(ray_session, 
     done: set[str] = set()
     try:
         while time.time() < deadline and driver.poll() is None:
-            done, _ = _terminated_in_state(str(store / "resumed"))
+            done = terminated_in_state(str(store / "resumed"))
             if done:
                 break
             time.sleep(0.3)
