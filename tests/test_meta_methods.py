@@ -163,6 +163,32 @@ def test_without_pilot_update_only_the_order_of_updates_changes(fresh, data):
     assert float(logs["loss"]) == pytest.approx(float(kd_logs["loss"]), rel=1e-12)
 
 
+@pytest.mark.parametrize("name,extra", [("metadistil", {}),
+                                        ("meta-adaptive-kd", {"alpha": 0.7, "beta": 0.4, "adaptive_lr": 0.0})])
+def test_without_pilot_update_the_student_gets_the_kd_gradient_with_the_old_teacher(fresh, data, name, extra):
+    """The real step reuses the first inner gradient: it must be exactly the gradient of the
+    method's distillation loss at θ_S with the teacher before its meta-update (values, not only
+    the direction, which AdamW's first step would hide)."""
+    student, teacher = fresh
+    x, quiz = data
+    reference, old_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+    method = make_method(name, student, [teacher], student_opt=CaptureUpdater(student.parameters(), 0.0),
+                         teacher_opt=SGDUpdater(teacher.parameters(), 50.0), inner_lr=INNER_LR,
+                         pilot_update=False, **{"alpha": 0.5, **extra})
+    logs = method.step(x, quiz)
+    assert not torch.equal(teacher.classifier.weight, old_teacher.classifier.weight)  # the teacher learned
+    loss = method.distill_loss(reference(**inputs(x)).logits, old_teacher(**inputs(x)).logits.detach(), x)
+    expected = torch.autograd.grad(loss, list(reference.parameters()), allow_unused=True)
+    got = method.student_opt.grads
+    assert len(got) == len(expected)
+    for (name_, _), g, e in zip(reference.named_parameters(), got, expected):
+        if e is None:
+            assert g is None or float(g.abs().max()) == 0.0, name_
+        else:
+            torch.testing.assert_close(g, e, rtol=0, atol=1e-12, msg=name_)
+    assert float(logs["loss"]) == pytest.approx(float(loss), rel=1e-12)
+
+
 def test_meta_interval_meta_updates_every_kth_step(fresh, data):
     student, teacher = fresh
     x, quiz = data

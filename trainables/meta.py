@@ -81,6 +81,8 @@ class MetaResult:
     quiz_loss: torch.Tensor            # the quiz loss of S' (0-dim, detached: read when logged)
     first_logits: torch.Tensor | None  # the student's logits on the first mini-batch at θ_S, with
     #                                    their graph to the real parameters (when keep_first)
+    first_grads: Params                # the inner loss's gradient on the first mini-batch at θ_S
+    #                                    (detached; by parameter name, absent where unused)
 
 
 def quiz_loss(model: nn.Module, params: Params, quiz_batches: Sequence[Batch], quiz_fn: QuizLoss):
@@ -120,11 +122,13 @@ def meta_gradient(model: nn.Module, inner_batches: Sequence[Batch], targets_fn: 
 def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, meta_params, inner_step,
            keep_first) -> MetaResult:
     params = trainable_params(model)
-    first, losses = None, []
+    first, first_grads, losses = None, None, []
     for batch in inner_batches:
         s = logits(model, params, batch)
         loss = loss_fn(s, targets_fn(batch), batch)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
+        if first_grads is None:
+            first_grads = {n: g.detach() for n, g in zip(params, grads) if g is not None}
         params = inner_step(params, grads)
         first = s if first is None else first
         losses.append(loss.detach())
@@ -132,4 +136,4 @@ def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, met
     # only the paths to the meta parameters run: the first forward's graph survives for reuse
     meta = torch.autograd.grad(quiz, meta_params, allow_unused=True)
     return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, torch.stack(losses).mean(),
-                      quiz.detach(), first if keep_first else None)
+                      quiz.detach(), first if keep_first else None, first_grads)

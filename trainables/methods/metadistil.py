@@ -15,6 +15,8 @@ A meta step on train batch x and quiz batches q:
    ``pilot_update=false`` (the paper's ablation) changes only the order of the updates: the real
    student takes the same AdamW step on the KD loss of x with the *old* teacher (the soft targets
    of step 1), then the teacher is meta-updated; the new teacher teaches from the next batch on.
+   That loss is the inner loss of step 1 at θ_S (same rows, forward and teacher), so the real
+   step takes the inner gradient step 1 already computed instead of a second backward.
 
 Every ``meta_interval``-th step is a meta step (the first one included); the others are plain KD
 steps with the current teacher. With several teachers the soft targets are their mean logits and
@@ -83,6 +85,12 @@ class MetaDistil(MetaSteps, KD):
             return {"inner_step": adam_lookahead(self.student_opt, meta.trainable_params(self.student))}
         return {"lr": self.cfg.effective_inner_lr}
 
+    def student_gradients(self, grads_by_name: dict) -> list:
+        """Gradients by parameter name (:class:`trainables.meta.MetaResult`) aligned with the
+        student's Updater."""
+        names = {id(p): n for n, p in self.student.named_parameters()}
+        return [grads_by_name.get(names[id(p)]) for p in self.student_opt.params]
+
     def wants_quiz(self) -> bool:
         return self.next_is_meta()  # only meta steps use quiz batches
 
@@ -96,27 +104,22 @@ class MetaDistil(MetaSteps, KD):
 
         cfg = self.cfg
         inner = meta.split_batch(batch, self.num_inner_batches)
-        reuse = len(inner) == 1
-        targets_seen: list[torch.Tensor] = []
-
-        def targets(b: Batch) -> torch.Tensor:
-            t = self.soft_targets(b)
-            targets_seen.append(t)
-            return t
+        reuse = len(inner) == 1  # the first inner step is on the whole batch
 
         result = meta.meta_gradient(
-            self.student, inner, targets, self.inner_loss, quiz_batches, self.hard_loss,
-            self.meta_parameters(), keep_first=reuse, **self.inner_update())
+            self.student, inner, self.soft_targets, self.inner_loss, quiz_batches, self.hard_loss,
+            self.meta_parameters(), keep_first=reuse and cfg.pilot_update, **self.inner_update())
+        if reuse and not cfg.pilot_update:
+            # the real step's loss is the inner loss at θ_S (same rows, dropout mask and old
+            # teacher): its gradient is the first inner gradient, already computed
+            self.student_opt.apply(self.student_gradients(result.first_grads))
+            self.apply_meta_gradient(result.grads)
+            return {"loss": result.inner_loss, "quiz_loss": result.quiz_loss}
         student_logits = result.first_logits if reuse else self.student(**model_inputs(batch, self.student)).logits
         if cfg.pilot_update:
             self.apply_meta_gradient(result.grads)
-            with torch.no_grad():
-                teacher_logits = self.mean_logits(self.teacher_outputs(batch))
-        elif reuse:
-            teacher_logits = targets_seen[0].detach()  # the old teacher's soft targets of step 1
-        else:
-            with torch.no_grad():
-                teacher_logits = self.mean_logits(self.teacher_outputs(batch))
+        with torch.no_grad():  # the updated teacher (pilot), or the old one on the whole batch
+            teacher_logits = self.mean_logits(self.teacher_outputs(batch))
         loss = self.distill_loss(student_logits, teacher_logits, batch)
         self.student_opt.update(loss)
         if not cfg.pilot_update:
