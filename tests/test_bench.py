@@ -42,3 +42,34 @@ def test_bench_bad_entries_are_one_line_errors(entry, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_bench_phases_show_the_parts_each_method_runs(capsys):
+    """--phases: each entry's step split into its labelled parts; the parts do not overlap (they add
+    up to at most the step) and name what the method runs (e.g. no student backward for
+    metadistil without the pilot update: the real step reuses the inner gradient)."""
+    entries = "kd,metadistil,metadistil:pilot_update=false,reptile-distil"
+    rows = bench.main([*TINY, "--methods", entries, "--no-memory", "--phases"])
+    parts = {r["method"]: r["phases"] for r in rows}
+    common = {"teacher forward", "student forward", "student backward + update"}
+    assert common <= set(parts[bench.REFERENCE]) and "teacher outputs (cached)" not in parts[bench.REFERENCE]
+    assert "teacher outputs (cached)" in parts["kd"] and "teacher forward" not in parts["kd"]
+    meta = {"teacher forward (with graph)", "student forward (inner)", "student backward (inner, with graph)",
+            "inner step", "quiz forward", "meta backward", "teacher update"}
+    assert meta | {"teacher forward", "student backward + update"} <= set(parts["metadistil"])
+    ablation = set(parts["metadistil:pilot_update=false"])
+    assert meta | {"student update"} <= ablation and not {"student backward + update", "teacher forward"} & ablation
+    assert {"teacher forward", "student forward", "student backward (inner)", "teacher move",
+            "student backward + update"} <= set(parts["reptile-distil"])
+    for label, p in parts.items():
+        labelled = sum(ms for name, ms in p.items() if name not in ("step", "other"))
+        assert all(ms >= 0 for name, ms in p.items() if name != "other"), label
+        assert labelled <= p["step"] + 1e-6 and p["other"] == pytest.approx(p["step"] - labelled), label
+    printed = capsys.readouterr().out
+    assert "| meta backward |" in printed and "**reptile-distil**" in printed
+
+
+def test_bench_phases_are_cpu_only(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main([*TINY, "--methods", "kd", "--no-memory", "--phases", "--device", "cuda"])
+    assert exit_info.value.code == 2 and "--phases profiles the host's work" in capsys.readouterr().err

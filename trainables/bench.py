@@ -17,6 +17,11 @@ measured side by side in one run. Peak memory: each entry runs a few steps in a 
 its own — CUDA ``max_memory_allocated``, CPU peak RSS (``VmHWM``; it includes the ~0.5 GB of
 Python and torch every process has). ``--json FILE`` writes the rows.
 
+``--phases`` also profiles one round of each entry and prints the time of each labelled part of
+its step (:mod:`trainables.phases`: teacher forward, student forward, backward + update, and for
+the meta methods the inner step, the quiz pass and the meta backward), so a ratio can be read
+off the parts it is made of.
+
 ``--teacher random:L:H:A:I`` benches a random-init BERT of L layers, hidden H, A heads and
 intermediate size I (e.g. ``random:12:768:12:3072`` for BERT-base-shaped 12→6 with
 ``--student-layers 6``) instead of the packaged MiniLM. Nothing is downloaded or fine-tuned:
@@ -35,6 +40,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from trainables import phases
 from trainables.config import DEFAULT_TEACHER
 from trainables.errors import UserError, exit_on_user_error
 
@@ -242,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting for every entry")
     p.add_argument("--no-memory", action="store_true", help="skip the per-entry memory subprocesses")
+    p.add_argument("--phases", action="store_true",
+                   help="also profile one round of each entry and print where its step's time goes (the "
+                        "labelled parts of trainables.phases; CPU only)")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p
@@ -261,6 +270,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"--set expects key=value, got {item!r}")
+    if args.phases and args.device != "cpu":
+        raise UserError(f"--phases profiles the host's work: use it with --device cpu, not {args.device}")
         shared.update(_typed(key.strip(), value.strip()))
     teacher = args.teacher
     with tempfile.TemporaryDirectory(prefix="distill-bench-") as tmp:
@@ -278,6 +289,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         allocator.tune()  # as in training
         benches = [Bench(e, args, teacher) for e in entries]
         times = time_entries(benches, args)
+        parts = {b.entry.label: phases.profile_phases(lambda b=b: b.run(b.steps_per_round(args.steps)),
+                                                      b.steps_per_round(args.steps))
+                 for b in benches} if args.phases else {}
         memory = {e.label: None if args.no_memory else peak_memory_mb(e, args, teacher) for e in entries}
     ref_ms = statistics.median(times[REFERENCE])
     ref_mem = memory[REFERENCE]
@@ -290,12 +304,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "peak_ratio": memory[e.label] / ref_mem if memory[e.label] and ref_mem else None,
                      "device": args.device, "bf16": args.bf16, "threads": args.threads,
                      "batch_size": args.batch_size, "seq_len": args.seq_len, "teacher": args.teacher,
-                     "student_layers": args.student_layers})
+                     "student_layers": args.student_layers, **({"phases": parts[e.label]} if parts else {})})
     print(f"one step, {args.device}{' bf16' if args.bf16 else ''}, {args.threads} thread(s), teacher "
           f"{args.teacher}, student {args.student or f'first {args.student_layers} layers'}, batch "
           f"{args.batch_size} x {args.seq_len} tokens; median of {args.rounds} interleaved rounds of "
           f"{args.steps} steps; ratios to {REFERENCE}")
     print(table(rows))
+    if parts:
+        print("\nwhere a step's time goes (one profiled round per entry):\n")
+        print(phases.table(parts))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as fh:

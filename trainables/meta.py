@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from trainables.models import forward_inputs
+from trainables.phases import phase
 
 Batch = dict[str, torch.Tensor]
 Params = dict[str, torch.Tensor]
@@ -124,16 +125,22 @@ def _exact(model, inner_batches, targets_fn, loss_fn, quiz_batches, quiz_fn, met
     params = trainable_params(model)
     first, first_grads, losses = None, None, []
     for batch in inner_batches:
-        s = logits(model, params, batch)
-        loss = loss_fn(s, targets_fn(batch), batch)
-        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
+        targets = targets_fn(batch)
+        with phase("student forward (inner)"):
+            s = logits(model, params, batch)
+        loss = loss_fn(s, targets, batch)
+        with phase("student backward (inner, with graph)"):
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
         if first_grads is None:
             first_grads = {n: g.detach() for n, g in zip(params, grads) if g is not None}
-        params = inner_step(params, grads)
+        with phase("inner step"):
+            params = inner_step(params, grads)
         first = s if first is None else first
         losses.append(loss.detach())
-    quiz = quiz_loss(model, params, quiz_batches, quiz_fn)
+    with phase("quiz forward"):
+        quiz = quiz_loss(model, params, quiz_batches, quiz_fn)
     # only the paths to the meta parameters run: the first forward's graph survives for reuse
-    meta = torch.autograd.grad(quiz, meta_params, allow_unused=True)
+    with phase("meta backward"):
+        meta = torch.autograd.grad(quiz, meta_params, allow_unused=True)
     return MetaResult(list(meta), {n: p.detach() for n, p in params.items()}, torch.stack(losses).mean(),
                       quiz.detach(), first if keep_first else None, first_grads)

@@ -193,7 +193,7 @@ class Method:
 
     def warmup_step(self, batch: Batch) -> dict[str, float | torch.Tensor]:
         """Student warm-up: task loss only, no teacher."""
-        loss = self.hard_loss(self.student(**model_inputs(batch, self.student)).logits, batch)
+        loss = self.hard_loss(self.student_forward(batch).logits, batch)
         self.student_opt.update(loss)
         return {"loss": loss.detach()}
 
@@ -219,12 +219,21 @@ class Method:
         outputs when the run has them and the batch carries its training rows."""
         import torch
 
+        from trainables.phases import phase
         from trainables.teacher_outputs import ROW
 
         if self.cached_teacher_outputs is not None and not grad and ROW in batch:
-            return self.cached_teacher_outputs.outputs(batch[ROW])
-        with torch.set_grad_enabled(grad):
+            with phase("teacher outputs (cached)"):
+                return self.cached_teacher_outputs.outputs(batch[ROW])
+        with torch.set_grad_enabled(grad), phase("teacher forward (with graph)" if grad else "teacher forward"):
             return [t(**model_inputs(batch, t), output_hidden_states=hidden) for t in self.teachers]
+
+    def student_forward(self, batch: Batch, **kwargs):
+        """The student's forward on ``batch`` (with graph)."""
+        from trainables.phases import phase
+
+        with phase("student forward"):
+            return self.student(**model_inputs(batch, self.student), **kwargs)
 
     @staticmethod
     def mean_logits(outputs) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainables.methods.base import Batch, Method, model_inputs
+from trainables.methods.base import Batch, Method
 
 
 class Finetune(Method):
@@ -14,6 +14,6 @@ class Finetune(Method):
         s("student_lr")
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
-        loss = self.hard_loss(self.student(**model_inputs(batch, self.student)).logits, batch)
+        loss = self.hard_loss(self.student_forward(batch).logits, batch)
         self.student_opt.update(loss)
         return {"loss": loss.detach()}

@@ -7,7 +7,7 @@ With several teachers the soft targets are the mean of their logits.
 
 from __future__ import annotations
 
-from trainables.methods.base import Batch, Method, distillation_space, model_inputs
+from trainables.methods.base import Batch, Method, distillation_space
 
 
 class KD(Method):
@@ -23,7 +23,7 @@ class KD(Method):
 
     def step(self, batch: Batch, quiz_batches=None) -> dict[str, float]:
         teacher_logits = self.mean_logits(self.teacher_outputs(batch))
-        student_logits = self.student(**model_inputs(batch, self.student)).logits
+        student_logits = self.student_forward(batch).logits
         loss = self.distill_loss(student_logits, teacher_logits, batch)
         self.student_opt.update(loss)
         return {"loss": loss.detach()}

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trainables.methods.base import Batch, MetaSteps, distillation_space, model_inputs
+from trainables.methods.base import Batch, MetaSteps, distillation_space
 from trainables.methods.kd import KD
 from trainables.schema import hparam
 
@@ -115,7 +115,7 @@ class MetaDistil(MetaSteps, KD):
             self.student_opt.apply(self.student_gradients(result.first_grads))
             self.apply_meta_gradient(result.grads)
             return {"loss": result.inner_loss, "quiz_loss": result.quiz_loss}
-        student_logits = result.first_logits if reuse else self.student(**model_inputs(batch, self.student)).logits
+        student_logits = result.first_logits if reuse else self.student_forward(batch).logits
         if cfg.pilot_update:
             self.apply_meta_gradient(result.grads)
         with torch.no_grad():  # the updated teacher (pilot), or the old one on the whole batch

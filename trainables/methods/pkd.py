@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainables.layer_maps import PKD_MAPS, pkd_pairs
-from trainables.methods.base import Batch, Pairing, distillation_space, model_inputs
+from trainables.methods.base import Batch, Pairing, distillation_space
 from trainables.methods.kd import KD
 from trainables.schema import hparam
 
@@ -56,7 +56,7 @@ class PatientKD(KD):
         from trainables.losses import patient_loss
 
         teacher_out = self.teacher_outputs(batch, hidden=True)
-        student_out = self.student(**model_inputs(batch, self.student), output_hidden_states=True)
+        student_out = self.student_forward(batch, output_hidden_states=True)
         kd = self.distill_loss(student_out.logits, self.mean_logits(teacher_out), batch)
         patient = torch.stack([patient_loss(student_out.hidden_states, t.hidden_states, self.pairs)
                                for t in teacher_out]).mean()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
 from trainables.layer_maps import STRATEGIES, layer_map
-from trainables.methods.base import Batch, MetaSteps, Pairing, distillation_space, model_inputs
+from trainables.methods.base import Batch, MetaSteps, Pairing, distillation_space
 from trainables.methods.kd import KD
 from trainables.schema import hparam
 
@@ -124,12 +124,16 @@ class ReptileDistil(MetaSteps, KD):
             return super().step(batch)
         import torch
 
+        from trainables.phases import phase
+
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
-        student_logits = self.student(**model_inputs(batch, self.student)).logits
+        student_logits = self.student_forward(batch).logits
         inner = self.distill_loss(student_logits, teacher_logits, batch)
-        grads = torch.autograd.grad(inner, self.mapped_params, retain_graph=True, allow_unused=True)
-        self.move_teachers({id(p): g for p, g in zip(self.mapped_params, grads)})
+        with phase("student backward (inner)"):
+            grads = torch.autograd.grad(inner, self.mapped_params, retain_graph=True, allow_unused=True)
+        with phase("teacher move"):
+            self.move_teachers({id(p): g for p, g in zip(self.mapped_params, grads)})
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
         loss = self.distill_loss(student_logits, teacher_logits, batch)
