@@ -31,11 +31,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_classifier(root, name: str, layers: int = 2, hidden: int = 32, seed: int = 0) -> nn.Module:
-    """A tiny BERT classifier in fp64, eval mode (no dropout)."""
+def tiny_classifier(root, name: str, layers: int = 2, hidden: int = 32, seed: int = 0,
+                    eager: bool = True) -> nn.Module:
+    """A tiny BERT classifier in fp64, eval mode (no dropout); eager attention unless ``eager=False``
+    (SDPA, as the product's teachers)."""
     path = make_tiny_bert(str(root / name), layers=layers, hidden=hidden, seed=seed)
     torch.manual_seed(seed + 100)  # the classification head
-    return load_classifier(path, TASK, eager=True).double().eval()
+    return load_classifier(path, TASK, eager=eager).double().eval()
 
 
 def random_batch(generator: torch.Generator, rows: int = 4, length: int = 8) -> dict[str, torch.Tensor]:

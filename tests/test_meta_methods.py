@@ -34,7 +34,10 @@ CHECKED = ("classifier.weight", "bert.pooler.dense.weight", "bert.encoder.layer.
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    return tiny_classifier(root, "student", seed=1), tiny_classifier(root, "teacher", seed=2)
+    # the teacher keeps SDPA as in a run: the meta-gradient differentiates its graph only once
+    teacher = tiny_classifier(root, "teacher", seed=2, eager=False)
+    assert teacher.config._attn_implementation == "sdpa"
+    return tiny_classifier(root, "student", seed=1), teacher
 
 
 @pytest.fixture

