@@ -152,8 +152,7 @@ class ReptileDistil(MetaSteps, KD):
             if self.cfg.reptile_update == "plain":
                 mu = self.cfg.teacher_lr if self.cfg.reptile_mu is None else self.cfg.reptile_mu
                 teachers, students = [t for t, _ in self.pairs], [s for _, s in self.pairs]
-                torch._foreach_mul_(teachers, 1 - mu)
-                torch._foreach_add_(teachers, students, alpha=mu)
+                torch._foreach_lerp_(teachers, students, mu)  # (1 - mu) θ_T + mu θ_S, one pass
                 moved = [(t, grads[id(s)]) for t, s in self.pairs if grads[id(s)] is not None]
                 if moved:
                     torch._foreach_add_([t for t, _ in moved], [g for _, g in moved], alpha=-mu * lr)
