@@ -48,7 +48,7 @@ def test_bench_phases_show_the_parts_each_method_runs(capsys):
     """--phases: each entry's step split into its labelled parts; the parts do not overlap (they add
     up to at most the step) and name what the method runs (e.g. no student backward for
     metadistil without the pilot update: the real step reuses the inner gradient)."""
-    entries = "kd,metadistil,metadistil:pilot_update=false,reptile-distil"
+    entries = "kd,metadistil,metadistil:pilot_update=false,reptile-distil,reptile-distil:reptile_update=adam"
     rows = bench.main([*TINY, "--methods", entries, "--no-memory", "--phases"])
     parts = {r["method"]: r["phases"] for r in rows}
     common = {"teacher forward", "student forward", "student backward + update"}
@@ -61,6 +61,7 @@ def test_bench_phases_show_the_parts_each_method_runs(capsys):
     assert meta | {"student update"} <= ablation and not {"student backward + update", "teacher forward"} & ablation
     assert {"teacher forward", "student forward", "student backward (inner)", "teacher move",
             "student backward + update"} <= set(parts["reptile-distil"])
+    assert {"teacher move", "teacher update"} <= set(parts["reptile-distil:reptile_update=adam"])
     for label, p in parts.items():
         labelled = sum(ms for name, ms in p.items() if name not in ("step", "other"))
         assert all(ms >= 0 for name, ms in p.items() if name != "other"), label
@@ -73,3 +74,25 @@ def test_bench_phases_are_cpu_only(capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main([*TINY, "--methods", "kd", "--no-memory", "--phases", "--device", "cuda"])
     assert exit_info.value.code == 2 and "--phases profiles the host's work" in capsys.readouterr().err
+
+
+def test_nested_parts_are_refused_so_no_time_counts_twice():
+    import torch
+
+    from trainables.phases import phase, profile_phases
+
+    def nested():
+        with phase("outer"), phase("inner"):
+            torch.ones(3).sum()
+
+    with pytest.raises(RuntimeError, match="part 'inner' of the step runs inside part 'outer'"):
+        profile_phases(nested, 1)
+
+    def flat():
+        for name in ("a", "b", "a"):
+            with phase(name):
+                torch.ones(3).sum()
+
+    parts = profile_phases(flat, 2)
+    assert list(parts) == ["a", "b", "other", "step"]
+    assert parts["other"] == pytest.approx(parts["step"] - parts["a"] - parts["b"])

@@ -39,8 +39,20 @@ def profile_phases(run: Callable[[], None], steps: int) -> dict[str, float]:
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         if event.name.startswith(PREFIX):
             name = event.name[len(PREFIX):]
+            outer = _labelled_ancestor(event)
+            if outer is not None:  # its time would count twice
+                raise RuntimeError(f"part {name!r} of the step runs inside part {outer!r}: parts must not nest")
             parts[name] = parts.get(name, 0.0) + event.cpu_time_total / 1000 / steps
     return {**parts, "other": total - sum(parts.values()), "step": total}
+
+
+def _labelled_ancestor(event) -> str | None:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith(PREFIX):
+            return parent.name[len(PREFIX):]
+        parent = parent.cpu_parent
+    return None
 
 
 def table(entries: dict[str, dict[str, float]]) -> str:

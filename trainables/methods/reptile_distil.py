@@ -132,8 +132,7 @@ class ReptileDistil(MetaSteps, KD):
         inner = self.distill_loss(student_logits, teacher_logits, batch)
         with phase("student backward (inner)"):
             grads = torch.autograd.grad(inner, self.mapped_params, retain_graph=True, allow_unused=True)
-        with phase("teacher move"):
-            self.move_teachers({id(p): g for p, g in zip(self.mapped_params, grads)})
+        self.move_teachers({id(p): g for p, g in zip(self.mapped_params, grads)})
         with torch.no_grad():
             teacher_logits = self.mean_logits(self.teacher_outputs(batch))
         loss = self.distill_loss(student_logits, teacher_logits, batch)
@@ -147,8 +146,10 @@ class ReptileDistil(MetaSteps, KD):
         teacher's AdamW gradient (adam)."""
         import torch
 
+        from trainables.phases import phase
+
         lr = self.cfg.effective_inner_lr
-        with torch.no_grad():
+        with torch.no_grad(), phase("teacher move"):
             if self.cfg.reptile_update == "plain":
                 mu = self.cfg.teacher_lr if self.cfg.reptile_mu is None else self.cfg.reptile_mu
                 teachers, students = [t for t, _ in self.pairs], [s for _, s in self.pairs]
@@ -162,4 +163,5 @@ class ReptileDistil(MetaSteps, KD):
                     d = t - s
                     g = grads[id(s)]
                     diff[id(t)] = d if g is None else d.add_(g, alpha=lr)
-                self.teacher_opt.apply([diff.get(id(p)) for p in self.teacher_opt.params])
+        if self.cfg.reptile_update == "adam":
+            self.teacher_opt.apply([diff.get(id(p)) for p in self.teacher_opt.params])
