@@ -17,8 +17,8 @@ measured side by side in one run. Peak memory: each entry runs a few steps in a 
 its own — CUDA ``max_memory_allocated``, CPU peak RSS (``VmHWM``; it includes the ~0.5 GB of
 Python and torch every process has). ``--json FILE`` writes the rows.
 
-``--phases`` also profiles one round of each entry and prints the time of each labelled part of
-its step (:mod:`trainables.phases`: teacher forward, student forward, backward + update, and for
+``--phases`` also times the parts of one more round of each entry (on CUDA with the device
+synchronised at every part's boundary) and prints the time of each labelled part of its step (:mod:`trainables.phases`: teacher forward, student forward, backward + update, and for
 the meta methods the inner step, the quiz pass and the meta backward), so a ratio can be read
 off the parts it is made of.
 
@@ -249,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a setting for every entry")
     p.add_argument("--no-memory", action="store_true", help="skip the per-entry memory subprocesses")
     p.add_argument("--phases", action="store_true",
-                   help="also profile one round of each entry and print where its step's time goes (the "
-                        "labelled parts of trainables.phases; CPU only)")
+                   help="also time the parts of one more round of each entry and print where its step's "
+                        "time goes (the labelled parts of trainables.phases)")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p
@@ -270,8 +270,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"--set expects key=value, got {item!r}")
-    if args.phases and args.device != "cpu":
-        raise UserError(f"--phases profiles the host's work: use it with --device cpu, not {args.device}")
         shared.update(_typed(key.strip(), value.strip()))
     teacher = args.teacher
     with tempfile.TemporaryDirectory(prefix="distill-bench-") as tmp:
@@ -289,8 +287,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         allocator.tune()  # as in training
         benches = [Bench(e, args, teacher) for e in entries]
         times = time_entries(benches, args)
+        sync = torch.cuda.synchronize if args.device == "cuda" else None
         parts = {b.entry.label: phases.profile_phases(lambda b=b: b.run(b.steps_per_round(args.steps)),
-                                                      b.steps_per_round(args.steps))
+                                                      b.steps_per_round(args.steps), sync)
                  for b in benches} if args.phases else {}
         memory = {e.label: None if args.no_memory else peak_memory_mb(e, args, teacher) for e in entries}
     ref_ms = statistics.median(times[REFERENCE])
@@ -311,7 +310,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{args.steps} steps; ratios to {REFERENCE}")
     print(table(rows))
     if parts:
-        print("\nwhere a step's time goes (one profiled round per entry):\n")
+        print("\nwhere a step's time goes (one more round per entry, its parts timed):\n")
         print(phases.table(parts))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -1,58 +1,74 @@
 """The labelled parts of a training step, and where a step's time goes.
 
-Methods, the meta-gradient and the updaters mark the parts of a step with :func:`phase`: a
-``torch.profiler.record_function`` range named ``distill/<part>`` (a few microseconds when no
-profiler runs). The parts of one step do not nest, so their times add up to the step's.
-:func:`profile_phases` runs steps under torch's profiler and returns each part's time per step;
-``python -m trainables.bench --phases`` prints it for every entry, which shows what a method's step
-is made of (e.g. MetaDistil's meta backward through the quiz pass, the student's backward graph
-and the teacher) next to KD's.
+Methods, the meta-gradient and the updaters mark the parts of a step with :func:`phase`. The parts
+of one step do not nest (a part inside another is refused: its time would count twice), so their
+times add up to the step's. :func:`profile_phases` times the parts of some steps with the wall
+clock (on CUDA it synchronises the device at every boundary, so a part's time is the device's
+work, not the launches); ``python -m trainables.bench --phases`` prints it for every entry, which
+shows what a method's step is made of (e.g. MetaDistil's meta backward through the quiz pass, the
+student's backward graph and the teacher) next to KD's. Outside :func:`profile_phases` a part is a
+``torch.profiler.record_function`` range named ``distill/<part>``, so it also labels the traces of
+torch's own profiler (a few microseconds when no profiler runs).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 PREFIX = "distill/"
 
 
-def phase(name: str):
-    """A context manager labelling ``name`` as one part of the step."""
-    import torch
+class _Clock:
+    def __init__(self, sync: Callable[[], None]):
+        self.sync = sync
+        self.seconds: dict[str, float] = {}  # part -> seconds, in the order the parts first ran
+        self.current: str | None = None
 
-    return torch.profiler.record_function(PREFIX + name)
+
+_clock: _Clock | None = None  # set while profile_phases runs
 
 
-def profile_phases(run: Callable[[], None], steps: int) -> dict[str, float]:
-    """Run ``run`` (``steps`` training steps) under torch's CPU profiler: ms per step of each
-    labelled part, in the order the parts first ran, and ``step`` (the whole step, profiler
-    overhead included) and ``other`` (the step outside every labelled part). Host time: on CUDA
-    it is the time to launch the work, not to do it."""
-    from torch.profiler import ProfilerActivity, profile
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Label the enclosed code as the part ``name`` of the step."""
+    clock = _clock
+    if clock is None:
+        import torch
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with torch.profiler.record_function(PREFIX + name):
+            yield
+        return
+    if clock.current is not None:
+        raise RuntimeError(f"part {name!r} of the step runs inside part {clock.current!r}: parts must not nest")
+    clock.sync()
+    clock.current, start = name, time.perf_counter()
+    try:
+        yield
+    finally:
+        clock.sync()
+        clock.seconds[name] = clock.seconds.get(name, 0.0) + time.perf_counter() - start
+        clock.current = None
+
+
+def profile_phases(run: Callable[[], None], steps: int, sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Run ``run`` (``steps`` training steps) timing each labelled part: ms per step of every part,
+    then ``other`` (the step outside every part) and ``step`` (the whole step). ``sync`` waits for
+    the device (e.g. ``torch.cuda.synchronize``); it is called at every part's start and end."""
+    global _clock
+    sync = sync or (lambda: None)
+    _clock = clock = _Clock(sync)
+    try:
+        sync()
         start = time.perf_counter()
         run()
+        sync()
         total = 1000 * (time.perf_counter() - start) / steps
-    parts: dict[str, float] = {}
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        if event.name.startswith(PREFIX):
-            name = event.name[len(PREFIX):]
-            outer = _labelled_ancestor(event)
-            if outer is not None:  # its time would count twice
-                raise RuntimeError(f"part {name!r} of the step runs inside part {outer!r}: parts must not nest")
-            parts[name] = parts.get(name, 0.0) + event.cpu_time_total / 1000 / steps
+    finally:
+        _clock = None
+    parts = {name: 1000 * s / steps for name, s in clock.seconds.items()}
     return {**parts, "other": total - sum(parts.values()), "step": total}
-
-
-def _labelled_ancestor(event) -> str | None:
-    parent = event.cpu_parent
-    while parent is not None:
-        if parent.name.startswith(PREFIX):
-            return parent.name[len(PREFIX):]
-        parent = parent.cpu_parent
-    return None
 
 
 def table(entries: dict[str, dict[str, float]]) -> str:
@@ -60,7 +76,7 @@ def table(entries: dict[str, dict[str, float]]) -> str:
     blocks = []
     for label, parts in entries.items():
         step = parts["step"]
-        lines = [f"**{label}** ({step:.1f} ms/step under the profiler)", "",
+        lines = [f"**{label}** ({step:.1f} ms/step while its parts were timed)", "",
                  "| part of the step | ms/step | share |", "|---|---:|---:|"]
         for name, ms in parts.items():
             if name != "step":
