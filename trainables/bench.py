@@ -18,9 +18,10 @@ its own — CUDA ``max_memory_allocated``, CPU peak RSS (``VmHWM``; it includes 
 Python and torch every process has). ``--json FILE`` writes the rows.
 
 ``--phases`` also times the parts of one more round of each entry (on CUDA with the device
-synchronised at every part's boundary) and prints the time of each labelled part of its step (:mod:`trainables.phases`: teacher forward, student forward, backward + update, and for
-the meta methods the inner step, the quiz pass and the meta backward), so a ratio can be read
-off the parts it is made of.
+synchronised at every part's boundary) and prints the time of each labelled part of its step
+(:mod:`trainables.phases`: teacher forward, student forward, backward + update, and for the meta
+methods the inner step, the quiz pass and the meta backward), so a ratio can be read off the
+parts it is made of.
 
 ``--teacher random:L:H:A:I`` benches a random-init BERT of L layers, hidden H, A heads and
 intermediate size I (e.g. ``random:12:768:12:3072`` for BERT-base-shaped 12→6 with

@@ -110,9 +110,9 @@ class Engine:
         teacher_opt = None
         if method.teacher_learns:
             meta_steps = math.ceil(cfg.epochs * self.steps_per_epoch / cfg.meta_interval)
-            teacher_opt = Updater(method.teacher_parameters(), cfg.teacher_lr, total_steps=meta_steps, name="teacher",
+            teacher_opt = Updater(method.teacher_parameters(), cfg.teacher_lr, total_steps=meta_steps,
                                   warmup_ratio=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay,
-                                  max_grad_norm=cfg.max_grad_norm, fused=cfg.fused_optimizer)
+                                  max_grad_norm=cfg.max_grad_norm, fused=cfg.fused_optimizer, name="teacher")
         method.attach(student_opt, teacher_opt)
 
         # training state (saved in checkpoints)
