@@ -233,3 +233,59 @@ def test_mlflow_has_the_schedule_and_analysis_plots_it(pbt_sweep, tmp_path):
     # without --run-id: the best scheduled trial of the sweep
     best = schedule.pick_run(schedule.Store(pbt_sweep["mlflow_uri"], "test-pbt"), sweep="pbt")
     assert best in {r.info.run_id for r in runs}
+
+
+@pytest.mark.slow
+def test_an_interrupted_pbt_sweep_resumes_and_records_every_evaluation_once(ray_session, tiny_config, tmp_path):
+    """Ctrl-C in the middle of a PBT sweep, then --resume: the population finishes, every trial keeps
+    its one MLflow run (none left RUNNING), and no evaluation is recorded twice."""
+    import glob
+    import json
+    import signal
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+    from ray.tune import ExperimentAnalysis
+
+    from ray_fixtures import tiny_cli_args
+    from store_template import empty_store
+    from test_reliability import start_driver, trial_runs, wait_for
+    from tuner import launch
+
+    store, name = tmp_path / "store", "pbt-interrupted"
+    mlflow_uri = empty_store(tmp_path / "mlflow.db")
+    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--epochs", "4", "--eval-steps", "2",
+                           "--scheduler", "pbt", "--num-samples", "2", "--perturbation-interval", "1",
+                           "--quantile-fraction", "0.5", "--mlflow-uri", mlflow_uri, "--experiment", "test-pbt-resume",
+                           "--storage-path", str(store), "--name", name, "--quiet"], tmp_path)
+    wait_for(lambda: glob.glob(str(store / name / "*" / "checkpoint_*")), driver, "a first checkpoint")
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=180)
+    assert driver.returncode == launch.INTERRUPTED_EXIT, stderr[-3000:]
+
+    # the resume in a process of its own: Ray's synchronous PBT restored as it was pickled used to
+    # leave every trial paused forever; a hang fails here instead of stalling the suite
+    out = tmp_path / "resumed.json"
+    resume = start_driver(["--resume", "--name", name, "--storage-path", str(store), "--quiet",
+                           "--output-json", str(out)], tmp_path)
+    try:
+        _, stderr = resume.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        resume.kill()
+        pytest.fail("the resumed PBT sweep did not finish in 300 s (paused trials never run again)")
+    assert resume.returncode == 0, stderr[-3000:]
+    resumed = json.loads(out.read_text())
+    assert resumed["interrupted"] is False and resumed["counts"]["TERMINATED"] == 2, resumed["counts"]
+    assert resumed["search"]["mode"] == "pbt" and resumed["pbt"]["exploits"] >= 0
+    trials = ExperimentAnalysis(str(store / name)).trials
+    assert len(trials) == 2 and all(t.last_result["evaluations"] == 6 for t in trials)
+    parent, runs = trial_runs(mlflow_uri, "test-pbt-resume", name)
+    assert parent.info.status == "FINISHED" and len(runs) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+    client = MlflowClient(mlflow_uri)
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert steps and steps == sorted(set(steps)), steps
+        evals = [m.step for m in client.get_metric_history(run.info.run_id, "eval_score")]
+        assert len(evals) == 6 and evals == sorted(set(evals)), evals
+    assert json.loads((store / name / "distill_sweep.json").read_text())["tracking_uri"] == mlflow_uri

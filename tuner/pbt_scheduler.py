@@ -26,15 +26,30 @@ def _domain(dist):
 
 
 class DistillPBT(PopulationBasedTraining):
-    """Ray Tune's PBT, except that a trial's last evaluation is no perturbation point: the trial
-    goes on to its final report instead of pausing (it would restart only to report, or, cloned,
-    report another trial's result under a config that never trained). The population trains in
-    lockstep, so every trial reaches its last evaluation at the same time and none waits there."""
+    """Ray Tune's synchronous PBT with two changes.
+
+    * A trial's last evaluation is no perturbation point: the trial goes on to its final report
+      instead of pausing (it would restart only to report, or, cloned, report another trial's
+      result under a config that never trained). The population trains in lockstep, so every
+      trial reaches its last evaluation at the same time and none waits there.
+    * A resumed sweep does not hang. Ray restores the scheduler as it was pickled at the start
+      (its next synchronisation time at the first perturbation interval) while the trials resume
+      from later evaluations; after the first synchronisation Ray sets the next one to the
+      trials' latest time, which no paused trial is below, so none is ever run again (Ray's
+      PBT in synchronous mode, ray-project/ray PR 48616, not merged). The next synchronisation
+      is kept one perturbation interval after the latest time the population reached.
+    """
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if result.get(LAST_EVALUATION):
             return self.CONTINUE
-        return super().on_trial_result(tune_controller, trial, result)
+        before = self._next_perturbation_sync
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if self._next_perturbation_sync != before:  # the population synchronised just now
+            latest = max(state.last_train_time for state in self._trial_state.values())
+            if self._next_perturbation_sync <= latest:
+                self._next_perturbation_sync = latest + self._perturbation_interval
+        return decision
 
 
 def scheduler(spec, mutations: dict[str, Any]) -> DistillPBT:
