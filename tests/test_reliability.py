@@ -163,10 +163,11 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_then_errored(ray_s
                                                                             tmp_path):
     store, name = tmp_path / "store", "killed-worker"
     out = tmp_path / "summary.json"
-    # the first trial is long enough (30 evaluations) that its retry is still training when the
-    # test kills it; the second (2 evaluations) shows the sweep going on. The driver joins the
-    # session's Ray instance (its trial workers are that instance's worker processes)
-    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--grid", "epochs=30,2",
+    # the first trial is long enough (300 evaluations, never reached: it is killed twice) that it
+    # and its retry are still training when the test, however slow a busy machine makes it, kills
+    # them; the second (2 evaluations) shows the sweep going on. The driver joins the session's Ray
+    # instance (its trial workers are that instance's worker processes)
+    driver = start_driver(["--method", "kd", *tiny_cli_args(tiny_config), "--grid", "epochs=300,2",
                            "--num-samples", "1", "--evals-per-epoch", "1", "--max-concurrent", "1",
                            "--address", ray_session,
                            "--scheduler", "fifo", "--max-failures", "1", "--mlflow-uri", mlflow_uri,
@@ -176,7 +177,8 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_then_errored(ray_s
     def reported_pids(trial_dir: str) -> list[int]:
         return [r["pid"] for r in results_of(trial_dir) if "evaluation" in r]
 
-    first = wait_for(lambda: glob.glob(str(store / name / "*" / "checkpoint_000000")), driver, "a checkpoint")
+    # any checkpoint of the first (long) trial: Ray keeps only the latest few
+    first = wait_for(lambda: glob.glob(str(store / name / "*_00000" / "checkpoint_*")), driver, "a checkpoint")
     trial_dir = os.path.dirname(first[0])
     worker = wait_for(lambda: reported_pids(trial_dir) and reported_pids(trial_dir)[-1], driver, "a pid")
     os.kill(worker, signal.SIGKILL)  # the retry continues from the last checkpoint in a new worker
