@@ -27,7 +27,7 @@ from trainables.models import (
     accepted_inputs,
     build_student,
     describe_tokenizer,
-    load_classifier,
+    load_teacher,
     load_tokenizer,
     max_sequence_length,
     tokenizer_fingerprint,
@@ -85,9 +85,7 @@ def assemble(cfg: DistillConfig, teacher_paths: list[str] | None, *, progress=Fa
     check_one_tokenizer(tokenizer, teacher_paths, cfg.student or cfg.teacher)
     seed_everything(cfg.seed)  # the student's new head is initialised reproducibly
     student = build_student(cfg.teacher, cfg.student, cfg.student_layers, task, eager=eager)
-    # a teacher's graph is differentiated once at most (the meta-gradient's second derivative runs
-    # through the student's backward only), so teachers keep the fast attention kernels
-    teachers = [load_classifier(p, task, eager=False) for p in teacher_paths]
+    teachers = [load_teacher(p, task) for p in teacher_paths]
     vocab = len(tokenizer)
     for name, model in [("student", student)] + [(f"teacher {p}", t) for p, t in zip(teacher_paths, teachers)]:
         if model.config.vocab_size < vocab:

@@ -108,7 +108,7 @@ class Bench:
         from trainables.config import DistillConfig
         from trainables.engine import Engine, Loaders, resolve_device, seed_everything
         from trainables.methods import get_method
-        from trainables.models import build_student, load_classifier
+        from trainables.models import build_student, load_teacher
         from trainables.tasks import get_task
 
         cfg = DistillConfig(method=entry.method, teacher=teacher, student=args.student,
@@ -122,7 +122,7 @@ class Bench:
         eager = method_cls.double_backward(cfg)
         seed_everything(0)
         student = build_student(teacher, cfg.student, cfg.student_layers, task, eager=eager)
-        teachers = ([load_classifier(teacher, task, eager=False) for _ in range(cfg.num_teachers)]
+        teachers = ([load_teacher(teacher, task) for _ in range(cfg.num_teachers)]
                     if method_cls.uses_teacher else [])
         vocab = student.config.vocab_size
         g = torch.Generator().manual_seed(1)

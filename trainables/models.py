@@ -85,6 +85,13 @@ def load_tokenizer(name_or_path: str):
         raise _load_error(source, err) from None
 
 
+def load_teacher(name_or_path: str, task: TaskSpec) -> nn.Module:
+    """A (fine-tuned) teacher, with SDPA attention for every method: the meta-gradient
+    differentiates a teacher's graph once at most (its second derivative runs through the
+    student's backward only), and every method then gets the same teacher outputs."""
+    return load_classifier(name_or_path, task, eager=False)
+
+
 def load_classifier(name_or_path: str, task: TaskSpec, *, eager: bool = True,
                     num_hidden_layers: int | None = None, dtype: torch.dtype | None = None) -> nn.Module:
     """A ``AutoModelForSequenceClassification`` for ``task`` (head sized to its labels), in ``dtype``
